@@ -1,0 +1,7 @@
+"""flrlib: Follow-up Likelihood as Reward (Zhang et al., AAAI 2025), reproducible on a laptop.
+
+Import direction (see README): base (paths, models, cache, data) <- core (chat, followups, scoring,
+metrics) <- workflows (benchmarks, feedback, mining, align, judge, reporting) <- cli / reproduce / notebooks.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,187 @@
+"""The data step: populate the data folder from a local mirror, or from the public sources when online.
+
+Every file is an unmodified copy (some gzip-compressed) of a public file pinned to a commit; see SOURCES below and
+the README's data table. Nothing here is committed to git. Hub-only datasets (SHP, HelpSteer, ...) are not files
+of this step: their loaders call ``datasets.load_dataset`` when online.
+"""
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import os
+import re
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import data_dir, mirror_dir
+
+GH = "https://raw.githubusercontent.com"
+_HH = f"{GH}/DaehanKim/EasyRLHF/45eccb72ddb8c18aa52dc2a184516380e06582fe/data"
+_AE = f"{GH}/tatsu-lab/alpaca_eval/cd543a149df89434d8a54582c0151c0b945c3d20"
+_FC = f"{GH}/lm-sys/FastChat/0e6d3e4beaab66f4d3f93db72541a4abab8af28d/fastchat/llm_judge/data"
+_PR = f"{GH}/prometheus-eval/prometheus-eval/dcfb44272d5d0414832f5dbb8c2a05ebc2614234/eval/benchmark/data"
+_UF = f"{GH}/kkminions888-ops/ultrafeedback-dpo-noise-study/859ef0a82f3a27f71cef9136a432f19945f704de/data/processed"
+_FL = f"{GH}/kaistAI/FLASK/3b4e22bc34aa9dc15ea0c51be3cbf5f3c8b1b5e5/evaluation_set"
+_FLR = f"{GH}/e0397123/FLR/787bce6"
+
+AE_MODELS = [
+    "gpt-4o-2024-05-13", "gpt-4-turbo-2024-04-09", "gpt-4-0125-preview", "claude-3-opus-20240229",
+    "Meta-Llama-3-70B-Instruct", "claude-3-sonnet-20240229", "Qwen2-72B-Instruct", "mistral-large-2402",
+    "Qwen1.5-72B-Chat", "Mixtral-8x7B-Instruct-v0.1", "dbrx-instruct", "tulu-2-dpo-70b", "Mistral-7B-Instruct-v0.2",
+    "llama-2-70b-chat-hf", "gemma-7b-it", "llama-2-7b-chat-hf", "gemma-2b-it", "gpt4_1106_preview",
+    "text_davinci_003", "Meta-Llama-3-8B-Instruct",
+]
+AE_ANNOTATIONS = [
+    ("Mistral-7B-Instruct-v0.2", "alpaca_eval_gpt4_turbo_fn"), ("Mixtral-8x7B-Instruct-v0.1", "alpaca_eval_gpt4_turbo_fn"),
+    ("llama-2-70b-chat-hf", "alpaca_eval_gpt4"), ("llama-2-7b-chat-hf", "alpaca_eval_gpt4"),
+    ("tulu-2-dpo-70b", "alpaca_eval_gpt4"),
+]
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str       # relative path in the data folder (same as in the mirror)
+    url: str        # public raw file at a pinned commit
+    gzip: bool      # the local copy is gzip-compressed, the public file is not
+    group: str      # what it is for (shown in messages)
+    convert: str = ""  # "followups" / "elo": the public file is parsed into our JSON form
+
+
+def sources() -> list[Source]:
+    s = [Source(f"hh-rlhf/{sub}/test.jsonl.gz", f"{_HH}/{sub}/test.jsonl.gz", False, "HH-RLHF")
+         for sub in ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")]
+    s += [Source(f"alpaca_eval/model_outputs/{m}.json.gz", f"{_AE}/results/{m}/model_outputs.json", True, "AlpacaEval outputs")
+          for m in AE_MODELS]
+    s += [Source(f"alpaca_eval/annotations/{m}.{a}.json.gz", f"{_AE}/results/{m}/{a}/annotations.json", True,
+                 "AlpacaEval annotations") for m, a in AE_ANNOTATIONS]
+    s += [
+        Source("alpaca_eval/leaderboard_alpaca_eval_2.csv", f"{_AE}/src/alpaca_eval/leaderboards/data_AlpacaEval_2/"
+               "weighted_alpaca_eval_gpt4_turbo_leaderboard.csv", False, "AlpacaEval leaderboards"),
+        Source("alpaca_eval/leaderboard_alpaca_eval_1.csv", f"{_AE}/src/alpaca_eval/leaderboards/data_AlpacaEval/"
+               "alpaca_eval_gpt4_leaderboard.csv", False, "AlpacaEval leaderboards"),
+        Source("mt_bench/question.jsonl", f"{_FC}/mt_bench/question.jsonl", False, "MT-Bench"),
+        Source("mt_bench/reference_answer_gpt-4.jsonl", f"{_FC}/mt_bench/reference_answer/gpt-4.jsonl", False, "MT-Bench"),
+        Source("mt_bench/judge_prompts.jsonl", f"{_FC}/judge_prompts.jsonl", False, "MT-Bench"),
+        Source("prometheus/mt_bench_eval.json.gz", f"{_PR}/mt_bench_eval.json", True, "Prometheus"),
+        Source("prometheus/vicuna_eval.json.gz", f"{_PR}/vicuna_eval.json", True, "Prometheus"),
+        Source("ultrafeedback/train_clean.jsonl.gz", f"{_UF}/train_clean.jsonl", True, "UltraFeedback"),
+        Source("ultrafeedback/eval_clean.jsonl.gz", f"{_UF}/eval_clean.jsonl", True, "UltraFeedback"),
+        Source("flask/flask_evaluation.jsonl.gz", f"{_FL}/flask_evaluation.jsonl", True, "FLASK"),
+        Source("paper/followups.json", f"{_FLR}/utils.py", False, "paper", convert="followups"),
+        Source("paper/arena_elo_2024-06-07.json", f"{_FLR}/README.md", False, "paper", convert="elo"),
+    ]
+    return s
+
+
+class DataMissing(FileNotFoundError):
+    pass
+
+
+def _followups_from_utils(text: str) -> dict:
+    """Parse the authors' utils.py with ``ast`` (never imported): ``<category>_pos`` / ``<category>_neg`` lists."""
+    lists = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                lists[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    cats = {}
+    for cat in ("understanding", "relevance", "correctness", "engagingness", "informativeness", "following"):
+        cats[cat] = {"positive": lists[f"{cat}_pos"], "negative": lists[f"{cat}_neg"]}
+    return {"source": "e0397123/FLR utils.py @ 787bce6 (parsed with ast)", "categories": cats}
+
+
+def _elo_from_readme(text: str) -> dict:
+    """Best-effort parse of the ELO list in the authors' README (``model ... 1234`` rows)."""
+    elo = {}
+    for line in text.splitlines():
+        m = re.match(r"^\s*\|?\s*([A-Za-z0-9][\w.@\-]*)\s*[|:,]\s*(1\d{3}(?:\.\d+)?)\s*\|?\s*$", line)
+        if m:
+            elo[m.group(1)] = float(m.group(2))
+    if len(elo) < 10:
+        raise DataMissing("could not parse the Arena ELO list from the authors' README; supply a mirror folder")
+    return {"source": "e0397123/FLR README.md @ 787bce6", "elo": elo}
+
+
+def _download(src: Source, dest: Path, timeout: float) -> None:
+    with urllib.request.urlopen(src.url, timeout=timeout) as r:  # noqa: S310 - pinned public https URLs
+        blob = r.read()
+    if src.convert == "followups":
+        blob = json.dumps(_followups_from_utils(blob.decode()), ensure_ascii=False, indent=1).encode()
+    elif src.convert == "elo":
+        blob = json.dumps(_elo_from_readme(blob.decode()), indent=1).encode()
+    if src.gzip:
+        blob = gzip.compress(blob, mtime=0)
+    _atomic_write(dest, blob)
+
+
+def _atomic_write(dest: Path, blob: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".part-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(blob)
+    os.replace(tmp, dest)
+
+
+def fetch(dest: str | Path | None = None, mirror: str | Path | None = None, online: bool | None = None,
+          only: list[str] | None = None, timeout: float = 30.0, verbose: bool = True) -> dict:
+    """Copy each source file into ``dest`` from the mirror, else download it; skip files already present.
+
+    Returns ``{"copied": n, "downloaded": n, "present": n, "missing": [paths]}`` and raises :class:`DataMissing`
+    with what is missing and how to supply it when a file can be had neither way.
+    """
+    dest = Path(dest) if dest else data_dir()
+    mirror = Path(mirror) if mirror else mirror_dir()
+    if online is None:
+        online = os.environ.get("FLR_OFFLINE", "0") in ("0", "", "false")
+    report = {"copied": 0, "downloaded": 0, "present": 0, "missing": []}
+    errors = []
+    for src in sources():
+        if only and not any(src.path.startswith(o) for o in only):
+            continue
+        target = dest / src.path
+        if target.exists():
+            report["present"] += 1
+            continue
+        if (mirror / src.path).exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".part")
+            shutil.copyfile(mirror / src.path, tmp)
+            os.replace(tmp, target)
+            report["copied"] += 1
+            continue
+        if online:
+            try:
+                _download(src, target, timeout)
+                report["downloaded"] += 1
+                continue
+            except Exception as e:  # noqa: BLE001 - collected and reported below
+                errors.append(f"{src.path}: {type(e).__name__}: {e}")
+        report["missing"].append(src.path)
+    if (mirror / "SOURCES.md").exists() and not (dest / "SOURCES.md").exists():
+        shutil.copyfile(mirror / "SOURCES.md", dest / "SOURCES.md")
+    if verbose:
+        print(f"data folder {dest}: {report['copied']} copied from {mirror}, {report['downloaded']} downloaded, "
+              f"{report['present']} already present, {len(report['missing'])} missing")
+    if report["missing"]:
+        groups = sorted({s.group for s in sources() if s.path in report["missing"]})
+        raise DataMissing(
+            f"{len(report['missing'])} data files are missing ({', '.join(groups)}), e.g. {report['missing'][0]}. "
+            f"No mirror had them (looked in {mirror}; set FLR_DATA_MIRROR to a copy of the mirror folder) "
+            + ("and downloading failed:\n  " + "\n  ".join(errors[:5]) if errors else
+               "and downloads are off (FLR_OFFLINE=1 or online=False).")
+        )
+    return report
+
+
+def require(path: str) -> Path:
+    """Path of a data file, or a clear error saying how to get it (used by every loader)."""
+    p = data_dir() / path
+    if not p.exists():
+        raise DataMissing(f"{p} is missing: run `flr data` (copies from {mirror_dir()} or downloads the public file).")
+    return p

@@ -1,0 +1,332 @@
+"""Scores: ``flr`` (the paper's follow-up likelihood reward), ``direct`` (likelihood of the response) and
+``legacy_repo`` (the authors' released arithmetic, kept only for comparison: it is *not* a likelihood).
+
+Read top to bottom: token log-prob backends (engine, naive oracle, padded batch, floor), then the Scorer.
+
+FLR (paper definition). For a conversation c ending in response r and follow-up f with content tokens
+f_1..f_m, lp(f) = (1/m) sum_j log p(f_j | template(c), f_<j) (``norm="sum"`` drops the 1/m). Per category k:
+R_k = mean_{f in pos_k} lp(f) - mean_{f in neg_k} lp(f); the reward is the mean of R_k over the chosen categories.
+
+Engine. The templated context is run once per conversation (left-padded batch of conversations, length-sorted,
+``logits_to_keep=1``): the last position gives log p(f_1 | context) for every follow-up. The remaining follow-up
+tokens run in right-padded chunks over a gathered copy of that prefix KV cache, so the context is never
+recomputed. ``naive`` (one full forward per follow-up) is the test oracle; ``padded`` batches full sequences
+without a cache; ``floor`` (benchmark only) is one forward over the context plus all follow-up tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cache import JsonlCache, content_key
+from .chat import Encoded, encode, flr_context, render, template_hash
+from .followups import Bank, load_bank
+from .paths import cache_dir
+
+SCORERS = ("flr", "direct", "legacy_repo")
+BACKENDS = ("engine", "naive", "padded")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# token log-prob backends: list[Encoded] -> for each conversation, for each target, a float32 array of log-probs
+# ----------------------------------------------------------------------------------------------------------
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _left_pad(seqs, pad_id, device):
+    torch = _torch()
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, n - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, n - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _right_pad(seqs, pad_id, device):
+    torch = _torch()
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _gather_logprobs(logits, targets):
+    """log_softmax in fp32, then pick the target ids. logits (B, T, V), targets (B, T) -> (B, T)."""
+    torch = _torch()
+    logits = logits.float()
+    return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+
+
+def engine_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 64) -> list[list[np.ndarray]]:
+    """Shared-prefix KV engine for one batch of conversations (the caller sorts and batches them)."""
+    torch = _torch()
+    from transformers import DynamicCache
+
+    dev = model.device
+    ids, mask = _left_pad([e.prefix for e in encs], pad_id, dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (B, V): log p(first target token | prefix)
+        layers = [(k, v) for k, v, *_ in out.cache]
+        prefix_len = mask.sum(-1)
+        result = [[None] * len(e.targets) for e in encs]
+        rows = [(b, t) for b, e in enumerate(encs) for t in range(len(e.targets))]
+        rows.sort(key=lambda r: len(encs[r[0]].targets[r[1]]))  # length-sorted chunks: little padding
+        for s in range(0, len(rows), chunk_size):
+            chunk = rows[s: s + chunk_size]
+            tgts = [encs[b].targets[t] for b, t in chunk]
+            conv = torch.tensor([b for b, _ in chunk], device=dev)
+            head = first[conv, torch.tensor([t[0] for t in tgts], device=dev)]
+            rest = None
+            if max(len(t) for t in tgts) > 1:
+                inp, imask = _right_pad([t[:-1] or [pad_id] for t in tgts], pad_id, dev)
+                nxt, _ = _right_pad([t[1:] or [pad_id] for t in tgts], pad_id, dev)
+                cache = DynamicCache(ddp_cache_data=[(k[conv], v[conv]) for k, v in layers], config=model.config)
+                logits = model(
+                    input_ids=inp,
+                    attention_mask=torch.cat([mask[conv], imask], -1),
+                    position_ids=prefix_len[conv, None] + torch.arange(inp.shape[1], device=dev),
+                    cache=cache,
+                    use_cache=True,
+                ).logits
+                rest = _gather_logprobs(logits, nxt)
+                del cache, logits
+            head, rest = head.cpu().numpy(), None if rest is None else rest.cpu().numpy()
+            for i, ((b, t), tg) in enumerate(zip(chunk, tgts)):
+                lp = [head[i]] + ([] if rest is None else list(rest[i, : len(tg) - 1]))
+                result[b][t] = np.asarray(lp, dtype=np.float32)
+    return result
+
+
+def naive_logprobs(model, encs: list[Encoded], pad_id: int = 0, chunk_size: int = 0) -> list[list[np.ndarray]]:
+    """Test oracle: one full forward per (conversation, target), no cache, no padding."""
+    torch = _torch()
+    res = []
+    with torch.inference_mode():
+        for e in encs:
+            row = []
+            for t in e.targets:
+                ids = torch.tensor([e.prefix + t], device=model.device)
+                logits = model(input_ids=ids, use_cache=False).logits[:, len(e.prefix) - 1: -1]
+                row.append(_gather_logprobs(logits, ids[:, len(e.prefix):])[0].cpu().numpy())
+            res.append(row)
+    return res
+
+
+def padded_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 64) -> list[list[np.ndarray]]:
+    """Full sequences (prefix + target) in right-padded batches, no cache: the context is recomputed per target."""
+    torch = _torch()
+    rows = [(b, t) for b, e in enumerate(encs) for t in range(len(e.targets))]
+    res = [[None] * len(e.targets) for e in encs]
+    with torch.inference_mode():
+        for s in range(0, len(rows), chunk_size):
+            chunk = rows[s: s + chunk_size]
+            seqs = [encs[b].prefix + encs[b].targets[t] for b, t in chunk]
+            ids, mask = _right_pad(seqs, pad_id, model.device)
+            lp = _gather_logprobs(model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1], ids[:, 1:])
+            lp = lp.cpu().numpy()
+            for i, (b, t) in enumerate(chunk):
+                n = len(encs[b].prefix)
+                res[b][t] = lp[i, n - 1: n - 1 + len(encs[b].targets[t])].astype(np.float32)
+    return res
+
+
+def floor_forward(model, encs: list[Encoded]) -> None:
+    """Benchmark floor: one forward per conversation over its prefix followed by all target tokens."""
+    torch = _torch()
+    with torch.inference_mode():
+        for e in encs:
+            ids = torch.tensor([e.prefix + [x for t in e.targets for x in t]], device=model.device)
+            _gather_logprobs(model(input_ids=ids, use_cache=False).logits[:, :-1], ids[:, 1:])
+
+
+BACKEND_FUNCS = {"engine": engine_logprobs, "naive": naive_logprobs, "padded": padded_logprobs}
+
+
+def legacy_values(model, tokenizer, context: list[dict], role: str, followups: list[str], system_prompt=None) -> list[float]:
+    """The authors' released arithmetic (run_llama3.py), reproduced exactly; NOT a likelihood.
+
+    For each follow-up: one forward over the whole templated conversation (end-of-turn tokens included); take the
+    raw logits at position ``-len(ids(f))`` where ``ids(f)`` is the follow-up tokenised on its own with special
+    tokens (so a BOS is counted when the tokenizer adds one); index that vocabulary row by all of ``ids(f)``;
+    average. The position is not the one that predicts f's tokens, and the values are unnormalised logits.
+    """
+    torch = _torch()
+    vals = []
+    with torch.inference_mode():
+        for f in followups:
+            text = render(tokenizer, context + [{"role": role, "content": f}], system_prompt)
+            ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=model.device)
+            fids = tokenizer(f)["input_ids"]
+            logits = model(input_ids=ids, use_cache=False).logits[0, -len(fids):, :]
+            vals.append(float(logits[0, fids].float().mean()))
+    return vals
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the Scorer
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ScoreConfig:
+    scorer: str = "flr"            # flr | direct | legacy_repo
+    layout: str = "base"           # base | feedback (role-swapped, for the fine-tuned M)
+    norm: str = "mean"             # mean | sum over a target's tokens
+    system_prompt: str | None = None  # None: the template's own default (see flrlib.chat)
+    max_tokens: int = 2048         # context budget; long contexts are truncated from the left
+    batch_size: int = 4            # conversations per prefix forward
+    chunk_size: int = 64           # follow-up rows per forward (bounds memory at 8B scale)
+    backend: str = "engine"        # engine | naive | padded
+    categories: list = field(default_factory=list)  # empty = all categories of the bank
+
+    def __post_init__(self):
+        if self.scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {SCORERS}, got {self.scorer!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.norm not in ("mean", "sum"):
+            raise ValueError(f"norm must be 'mean' or 'sum', got {self.norm!r}")
+        if self.layout not in ("base", "feedback"):
+            raise ValueError(f"layout must be 'base' or 'feedback', got {self.layout!r}")
+
+
+def _slug(spec: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.replace("/", "__"))[-120:]
+
+
+class Scorer:
+    """Scores conversations (each ending in the response to score) with one model, bank and config.
+
+    ``cache``: a path, ``"auto"`` (``<cache_dir>/scores/<model>.jsonl``), or ``None`` (in-memory only).
+    """
+
+    def __init__(self, loaded, bank: Bank | str | None = None, config: ScoreConfig | None = None, cache="auto"):
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.loaded = loaded
+        self.config = config or ScoreConfig()
+        if self.config.scorer == "direct":
+            self.bank = None
+        else:
+            self.bank = bank if isinstance(bank, Bank) else load_bank(bank)
+            self.bank = self.bank.select(self.config.categories)
+        if cache == "auto":
+            cache = cache_dir() / "scores" / f"{_slug(loaded.spec)}.jsonl"
+        self.cache = JsonlCache(cache)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    # -- provenance and keys -------------------------------------------------------------------------------
+    @property
+    def provenance(self) -> dict:
+        c = self.config
+        prov = {**self.loaded.provenance, "dtype": str(self.model.dtype).replace("torch.", ""),
+                "template_hash": template_hash(self.tokenizer, c.system_prompt, c.layout),
+                "scorer": c.scorer, "layout": c.layout, "norm": c.norm, "system_prompt": c.system_prompt,
+                "max_tokens": c.max_tokens}
+        if self.bank is not None:
+            prov.update(self.bank.provenance())
+        return prov
+
+    def _key(self, conversation) -> str:
+        p = self.provenance
+        ident = {k: p.get(k) for k in ("model", "adapter_hash", "dtype", "template_hash", "scorer", "bank_hash",
+                                         "max_tokens")}
+        return content_key(ident, conversation)
+
+    # -- encoding ------------------------------------------------------------------------------------------
+    def encode(self, conversation) -> Encoded:
+        c = self.config
+        if c.scorer == "direct":
+            ctx = list(conversation[:-1])
+            if conversation[-1]["role"] != "assistant" or not conversation[-1]["content"].strip():
+                raise ValueError("conversation: the last message must be a non-empty assistant response")
+            return encode(self.tokenizer, ctx, "assistant", [conversation[-1]["content"]], c.system_prompt, c.max_tokens)
+        ctx, role = flr_context(conversation, c.layout)
+        return encode(self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt, c.max_tokens)
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    def score(self, conversations: list[list[dict]], progress: bool = True, desc: str = "scoring") -> list[dict]:
+        """Score each conversation; cached rows are reused, new rows are appended to the cache as they finish."""
+        from tqdm.auto import tqdm
+
+        keys = [self._key(conv) for conv in conversations]
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in self.cache}.values())
+        bar = tqdm(total=len(todo), desc=desc, disable=not progress or not todo, unit="conv")
+        if self.config.scorer == "legacy_repo":
+            for i in todo:
+                ctx, role = flr_context(conversations[i], self.config.layout)
+                vals = legacy_values(self.model, self.tokenizer, ctx, role, self.bank.texts(), self.config.system_prompt)
+                self.cache.put(keys[i], {"values": vals})
+                bar.update(1)
+        else:
+            encs = {i: self.encode(conversations[i]) for i in todo}
+            order = sorted(todo, key=lambda i: len(encs[i].prefix))  # length-sorted batching across conversations
+            fn = BACKEND_FUNCS[self.config.backend]
+            bs = self.config.batch_size
+            for s in range(0, len(order), bs):
+                batch = order[s: s + bs]
+                lps = fn(self.model, [encs[i] for i in batch], self.pad_id, self.config.chunk_size)
+                for i, row in zip(batch, lps):
+                    e = encs[i]
+                    self.cache.put(keys[i], {"sum": [float(x.sum()) for x in row], "n": [len(x) for x in row],
+                                             "prefix_tokens": len(e.prefix), "truncated_tokens": e.truncated_tokens,
+                                             "over_budget": e.over_budget})
+                bar.update(len(batch))
+        bar.close()
+        return [self._finish(self.cache.get(k)) for k in keys]
+
+    def _finish(self, value: dict) -> dict:
+        """Turn cached per-target sums into the reported numbers (norm applied here, so it is not in the key)."""
+        c = self.config
+        if c.scorer == "legacy_repo":
+            per = list(value["values"])
+        else:
+            per = [s / n if c.norm == "mean" else s for s, n in zip(value["sum"], value["n"])]
+        info = {k: value[k] for k in ("prefix_tokens", "truncated_tokens", "over_budget") if k in value}
+        if c.scorer == "direct":
+            return {"reward": per[0], "n_tokens": value["n"][0], **info}
+        cats = {}
+        items = self.bank.items()
+        for cat in self.bank.categories:
+            pos = [v for (cc, p, _), v in zip(items, per) if cc == cat and p == "positive"]
+            neg = [v for (cc, p, _), v in zip(items, per) if cc == cat and p == "negative"]
+            cats[cat] = float(np.mean(pos) - np.mean(neg))
+        pos_all = [v for (_, p, _), v in zip(items, per) if p == "positive"]
+        neg_all = [v for (_, p, _), v in zip(items, per) if p == "negative"]
+        return {"reward": float(np.mean(list(cats.values()))), "pos": float(np.mean(pos_all)),
+                "neg": float(np.mean(neg_all)), "categories": cats, "followups": per, **info}
+
+    def score_pairs(self, rows: list[dict], progress: bool = True, desc: str = "pairs") -> list[dict]:
+        """Rows ``{"messages" (context), "chosen", "rejected"}`` -> ``{"chosen": reward, "rejected": reward, ...}``."""
+        convs = []
+        for r in rows:
+            for side in ("chosen", "rejected"):
+                convs.append(list(r["messages"]) + [{"role": "assistant", "content": r[side]}])
+        out = self.score(convs, progress=progress, desc=desc)
+        return [{"chosen": out[2 * i]["reward"], "rejected": out[2 * i + 1]["reward"],
+                 "chosen_detail": out[2 * i], "rejected_detail": out[2 * i + 1]} for i in range(len(rows))]
+
+    def token_logprobs(self, conversation, target: str | None = None) -> dict:
+        """Per-token view (teaching): tokens and log-probs of one follow-up (FLR) or of the response (Direct)."""
+        if self.config.scorer == "direct":
+            enc = self.encode(conversation)
+        else:
+            ctx, role = flr_context(conversation, self.config.layout)
+            target = target or self.bank.texts()[0]
+            enc = encode(self.tokenizer, ctx, role, [target], self.config.system_prompt, self.config.max_tokens)
+        lp = engine_logprobs(self.model, [enc], self.pad_id, self.config.chunk_size)[0][0]
+        toks = [self.tokenizer.decode([t]) for t in enc.targets[0]]
+        return {"tokens": toks, "logprobs": [float(x) for x in lp], "mean": float(lp.mean()),
+                "prefix_tokens": len(enc.prefix)}
+
+
