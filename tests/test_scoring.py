@@ -1,0 +1,209 @@
+"""The scoring engine against its oracle, batch invariance, the arithmetic of each scorer, resume, layouts."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from flrlib.chat import FEEDBACK_REQUEST, TemplateError, encode, flr_context, render
+from flrlib.scoring import (ScoreConfig, Scorer, engine_logprobs, legacy_values, naive_logprobs,
+                            padded_logprobs)
+
+
+def _max_diff(a, b):
+    return max(float(np.abs(x - y).max()) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+
+def _encs(loaded, bank, convs, layout="base"):
+    sc = Scorer(loaded, bank, ScoreConfig(layout=layout), cache=None)
+    return sc, [sc.encode(c) for c in convs]
+
+
+@pytest.mark.parametrize("layout", ["base", "feedback"])
+def test_engine_matches_naive_oracle(tiny, small_bank, convs, layout):
+    sc, encs = _encs(tiny, small_bank, convs, layout)
+    oracle = naive_logprobs(tiny.model, encs)
+    for chunk in (3, 64):
+        got = engine_logprobs(tiny.model, encs, sc.pad_id, chunk_size=chunk)
+        assert [len(x) for r in got for x in r] == [len(x) for r in oracle for x in r]
+        assert _max_diff(got, oracle) <= 1e-4
+    assert _max_diff(padded_logprobs(tiny.model, encs, sc.pad_id, 16), oracle) <= 1e-4
+
+
+def test_batch_size_does_not_change_scores(tiny, paper_bank, convs):
+    res = {}
+    for bs, chunk in ((1, 1000), (3, 17), (2, 64)):
+        sc = Scorer(tiny, paper_bank, ScoreConfig(batch_size=bs, chunk_size=chunk), cache=None)
+        res[bs] = sc.score(convs, progress=False)
+    for bs in (3, 2):
+        for a, b in zip(res[1], res[bs]):
+            assert abs(a["reward"] - b["reward"]) <= 1e-4
+            assert np.allclose(a["followups"], b["followups"], atol=1e-4)
+
+
+def test_flr_reward_is_paper_definition(tiny, small_bank, convs):
+    sc = Scorer(tiny, small_bank, ScoreConfig(), cache=None)
+    out = sc.score(convs[:1], progress=False)[0]
+    enc = sc.encode(convs[0])
+    lps = naive_logprobs(tiny.model, [enc])[0]
+    per = {t: float(x.mean()) for t, x in zip(small_bank.texts(), lps)}
+    expected = {}
+    for cat, d in small_bank.categories.items():
+        expected[cat] = np.mean([per[t] for t in d["positive"]]) - np.mean([per[t] for t in d["negative"]])
+    assert out["categories"] == pytest.approx(expected, abs=1e-4)
+    assert out["reward"] == pytest.approx(np.mean(list(expected.values())), abs=1e-4)
+    # each follow-up's tokens are exactly its text: the template's end-of-turn tokens are not scored
+    assert tiny.tokenizer.decode(enc.targets[0]) == small_bank.texts()[0]
+    # sum normalisation multiplies by the token count
+    ssum = Scorer(tiny, small_bank, ScoreConfig(norm="sum"), cache=None).score(convs[:1], progress=False)[0]
+    assert ssum["followups"][0] == pytest.approx(per[small_bank.texts()[0]] * len(enc.targets[0]), rel=1e-4)
+
+
+def test_first_followup_token_uses_correct_shift(tiny, small_bank, convs):
+    """lp of the first follow-up token comes from the logits at the last prefix position."""
+    sc = Scorer(tiny, small_bank, ScoreConfig(), cache=None)
+    enc = sc.encode(convs[0])
+    ids = torch.tensor([enc.prefix + enc.targets[0]])
+    with torch.no_grad():
+        logits = tiny.model(ids).logits[0]
+    manual = torch.log_softmax(logits[len(enc.prefix) - 1], -1)[enc.targets[0][0]].item()
+    got = engine_logprobs(tiny.model, [enc], sc.pad_id)[0][0][0]
+    assert got == pytest.approx(manual, abs=1e-5)
+
+
+def test_direct_is_mean_logprob_of_response(tiny, convs):
+    sc = Scorer(tiny, None, ScoreConfig(scorer="direct"), cache=None)
+    out = sc.score(convs, progress=False)
+    for conv, o in zip(convs, out):
+        enc = sc.encode(conv)
+        assert tiny.tokenizer.decode(enc.targets[0]) == conv[-1]["content"]
+        assert o["reward"] == pytest.approx(float(naive_logprobs(tiny.model, [enc])[0][0].mean()), abs=1e-4)
+        assert o["n_tokens"] == len(enc.targets[0])
+
+
+def test_legacy_repo_reproduces_authors_arithmetic(tiny, small_bank, convs):
+    conv = convs[0]
+    ctx, role = flr_context(conv, "base")
+    f = small_bank.texts()[0]
+    text = render(tiny.tokenizer, ctx + [{"role": role, "content": f}])
+    ids = tiny.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    fids = tiny.tokenizer(f).input_ids
+    with torch.no_grad():
+        logits = tiny.model(input_ids=ids).logits[0, -len(fids):, :]
+    expected = logits[0, fids].mean().item()
+    assert legacy_values(tiny.model, tiny.tokenizer, ctx, role, [f])[0] == pytest.approx(expected, abs=1e-5)
+    out = Scorer(tiny, small_bank, ScoreConfig(scorer="legacy_repo"), cache=None).score([conv], progress=False)[0]
+    assert out["followups"][0] == pytest.approx(expected, abs=1e-5)
+    assert set(out["categories"]) == set(small_bank.categories)
+
+
+def test_layouts(tiny, convs):
+    conv = convs[1]
+    ctx, role = flr_context(conv, "base")
+    assert role == "user" and ctx == conv
+    ctx, role = flr_context(conv, "feedback")
+    assert role == "assistant"
+    assert ctx == [{"role": "user", "content": FEEDBACK_REQUEST},
+                   {"role": "assistant", "content": conv[-2]["content"]},
+                   {"role": "user", "content": conv[-1]["content"]}]
+    enc = encode(tiny.tokenizer, ctx, role, ["Good answer."])
+    prefix_text = tiny.tokenizer.decode(enc.prefix)
+    assert prefix_text.endswith("<|im_start|>assistant\n")
+    assert conv[-1]["content"] in prefix_text and "Hello! How can I help?" not in prefix_text
+    with pytest.raises(ValueError, match="last message"):
+        flr_context(conv[:-1], "base")
+
+
+def test_system_prompt_policy(tiny, convs):
+    default = render(tiny.tokenizer, convs[0])
+    assert "You are a helpful AI assistant named SmolLM" in default  # the template's own default
+    custom = render(tiny.tokenizer, convs[0], system_prompt="Be kind.")
+    assert "Be kind." in custom and "named SmolLM" not in custom
+
+
+def test_left_truncation_keeps_the_response(tiny, small_bank):
+    long_turns = []
+    for i in range(6):
+        long_turns += [{"role": "user", "content": f"Question {i}: " + "blah " * 40},
+                       {"role": "assistant", "content": f"Answer {i}: " + "words " * 40}]
+    conv = long_turns + [{"role": "user", "content": "Final question " + "why " * 60},
+                         {"role": "assistant", "content": "THE RESPONSE stays whole."}]
+    ctx, role = flr_context(conv, "base")
+    full = encode(tiny.tokenizer, ctx, role, small_bank.texts())
+    cut = encode(tiny.tokenizer, ctx, role, small_bank.texts(), max_tokens=150)
+    assert len(cut.prefix) + max(map(len, cut.targets)) <= 150
+    assert cut.truncated_tokens == len(full.prefix) - len(cut.prefix) > 0
+    text = tiny.tokenizer.decode(cut.prefix)
+    assert "THE RESPONSE stays whole." in text and "Question 0" not in text
+    assert cut.targets == full.targets
+    # a budget smaller than the protected response + follow-up: kept whole and flagged, never cut
+    tiny_budget = encode(tiny.tokenizer, ctx, role, small_bank.texts(), max_tokens=10)
+    assert tiny_budget.over_budget and "THE RESPONSE stays whole." in tiny.tokenizer.decode(tiny_budget.prefix)
+
+
+def test_unstable_template_raises(tiny):
+    tok = tiny.tokenizer
+    saved = tok.chat_template
+    try:
+        # no separator between role and content: BPE merges across the boundary ("user" + "s are" -> "users")
+        tok.chat_template = "{% for m in messages %}{{ m['role'] }}{{ m['content'] }}{% endfor %}"
+        with pytest.raises(TemplateError, match="prefix-stable"):
+            encode(tok, [{"role": "assistant", "content": "Hi"}], "user", ["s are great"])
+    finally:
+        tok.chat_template = saved
+
+
+def test_cache_resume_and_corruption(tiny, small_bank, convs, tmp_path, monkeypatch):
+    path = tmp_path / "scores.jsonl"
+    calls = []
+    import flrlib.scoring as scoring
+
+    real = scoring.engine_logprobs
+    monkeypatch.setitem(scoring.BACKEND_FUNCS, "engine",
+                        lambda m, encs, *a, **k: calls.append(len(encs)) or real(m, encs, *a, **k))
+    first = Scorer(tiny, small_bank, ScoreConfig(batch_size=1), cache=path).score(convs, progress=False)
+    assert sum(calls) == 3 and len(path.read_text().splitlines()) == 3
+    calls.clear()
+    again = Scorer(tiny, small_bank, ScoreConfig(batch_size=1), cache=path).score(convs, progress=False)
+    assert calls == [] and [a["reward"] for a in again] == [b["reward"] for b in first]
+    # an interrupted run leaves a cut last line: it is dropped with a warning and only that row is recomputed
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        sc = Scorer(tiny, small_bank, ScoreConfig(batch_size=1), cache=path)
+    assert any("corrupted" in str(x.message) for x in w)
+    resumed = sc.score(convs, progress=False)
+    assert sum(calls) == 1
+    assert [a["reward"] for a in resumed] == pytest.approx([b["reward"] for b in first], abs=1e-6)
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+    # a different scorer setting is a different key
+    calls.clear()
+    Scorer(tiny, small_bank, ScoreConfig(layout="feedback", batch_size=1), cache=path).score(convs[:1], progress=False)
+    assert sum(calls) == 1
+
+
+def test_bad_config_and_input(tiny, small_bank):
+    with pytest.raises(ValueError, match="scorer"):
+        ScoreConfig(scorer="nope")
+    with pytest.raises(ValueError, match="backend"):
+        ScoreConfig(backend="nope")
+    sc = Scorer(tiny, small_bank, ScoreConfig(), cache=None)
+    with pytest.raises(ValueError, match="role"):
+        sc.score([[{"role": "bot", "content": "x"}]], progress=False)
+    with pytest.raises(ValueError, match="assistant"):
+        Scorer(tiny, None, ScoreConfig(scorer="direct"), cache=None).score(
+            [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]], progress=False)
+
+
+def test_provenance_records_hashes(tiny, paper_bank):
+    prov = Scorer(tiny, paper_bank, ScoreConfig(), cache=None).provenance
+    assert prov["bank"] == "paper" and len(prov["bank_hash"]) == 16 and prov["bank_size"] == 120
+    assert prov["model"] == "random:tiny-llama" and prov["template_hash"] and prov["scorer"] == "flr"
+
+
+@pytest.mark.slow
+def test_engine_matches_oracle_on_smollm2(smol, small_bank, convs):
+    sc, encs = _encs(smol, small_bank, convs[:2])
+    assert _max_diff(engine_logprobs(smol.model, encs, sc.pad_id, 8), naive_logprobs(smol.model, encs)) <= 1e-4
