@@ -50,8 +50,8 @@ def test_online_parsers_on_handmade_files():
 
 def test_bank_files_and_errors(tmp_path, data_ready):
     p = tmp_path / "b.yaml"
-    p.write_text("categories:\n  c:\n    positive: [yes]\n    negative: [no]\n")
-    assert load_bank(p).texts() == ["yes", "no"]
+    p.write_text("categories:\n  c:\n    positive: [good]\n    negative: [bad]\n")
+    assert load_bank(p).texts() == ["good", "bad"]
     p.write_text(json.dumps({"c": {"positive": [], "negative": ["no"]}}))
     p2 = p.with_suffix(".json")
     p.rename(p2)
