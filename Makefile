@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: setup data model reproduce test bench clean-results
+.PHONY: setup data model browser-deps reproduce test bench clean-results
 
 setup: $(VENV)/.installed
 
@@ -28,7 +28,13 @@ model: setup
 reproduce: setup data model
 	$(BIN)/flr reproduce --profile $(PROFILE)
 
-test: setup data model
+# The browser test drives Debian's chromium with playwright (never `playwright install`); without root or
+# apt the install is skipped and so is that one test, with its reason.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq chromium >/dev/null) || echo "warning: chromium not installed; the browser test will skip"
+
+test: setup data model browser-deps
 	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
 
 bench: setup data model

@@ -11,3 +11,17 @@ Record schemas (plain dicts; see README "Data schemas"):
 from .fetch import DataMissing, fetch, require, sources
 
 __all__ = ["DataMissing", "fetch", "require", "sources"]
+
+# reward-model benchmarks (issue 4): registry, loaders, system-level targets
+from .alpaca_eval import alpaca_eval_models, arena_elo, lc_win_rates, load_alpaca_eval_outputs  # noqa: E402
+from .pairwise import MalformedRow  # noqa: E402
+from .registry import (benchmark_info, benchmark_names, describe, load_benchmark, load_prometheus,  # noqa: E402
+                       select_subset)
+
+__all__ += ["MalformedRow", "alpaca_eval_models", "arena_elo", "benchmark_info", "benchmark_names", "describe",
+            "lc_win_rates", "load_alpaca_eval_outputs", "load_benchmark", "load_prometheus", "select_subset"]
+
+# prompt sets for preference mining and alignment evaluation (issue 6)
+from .prompts import alpaca_eval_prompts, check_disjoint, mining_prompts, nectar_prompts, ultrafeedback_prompts  # noqa: E402
+
+__all__ += ["alpaca_eval_prompts", "check_disjoint", "mining_prompts", "nectar_prompts", "ultrafeedback_prompts"]

@@ -1,0 +1,283 @@
+"""DPO / KTO alignment of a policy with LoRA (TRL ``DPOTrainer`` / ``KTOTrainer`` + peft), one entry point.
+
+Paper profile = LLaMA-Factory v0.8.3 defaults and its LoRA DPO example: LoRA rank 8, alpha 16, dropout 0, all
+linear layers (``"all-linear"``: every linear layer except the LM head), beta 0.1 (sigmoid DPO loss; KTO weights
+1.0/1.0), learning rate 5e-6, 3 epochs, cosine schedule with 10 % warm-up, per-device batch 1 x 8 accumulation
+steps, bf16, cut-off 1024 tokens. The reference model is the policy with the adapter disabled (TRL's default when a
+peft config is given and no ``ref_model``).
+
+KTO needs a per-device batch of at least 2: TRL estimates KTO's KL term from mismatched (prompt, completion) pairs
+built inside each per-device batch, so a batch of 1 has none. :func:`check_config` raises a :class:`ConfigError`
+that says so (the paper profile uses 2 x 4 for KTO, same effective batch of 8) instead of failing inside TRL.
+
+CPU: ``bf16=False``, ``use_cpu=True`` (chosen from the device). Outputs in ``out_dir``: ``adapter/`` (peft adapter,
+its ``base_model_name_or_path`` set to the flrlib model spec so :func:`flrlib.models.load_model` finds it on any
+machine), ``provenance.json`` and ``log_history.json`` (TRL's logged loss, rewards and margins per step). A finished
+run with the same fingerprint (model, config, data) is not retrained.
+
+Scale-out: the same code runs under ``accelerate launch`` (see ``configs/accelerate/``)::
+
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m flrlib.align \\
+        --profile paper --method dpo --data results/paper/mining/dpo_pairs.jsonl --out results/paper/alignment/dpo
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .cache import content_key
+from .results import read_jsonl, write_json
+
+METHODS = ("dpo", "kto")
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot work; the message says why and what to use instead."""
+
+
+@dataclass
+class AlignConfig:
+    method: str = "dpo"                 # dpo | kto
+    beta: float = 0.1
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: str | list = "all-linear"
+    learning_rate: float = 5e-6
+    num_train_epochs: float = 3.0
+    max_steps: int = -1                 # > 0 overrides num_train_epochs
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 8
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.1           # passed as warmup_steps (transformers 5 reads a float < 1 as a ratio)
+    max_length: int = 1024
+    gradient_checkpointing: bool = False
+    logging_steps: int = 1
+    desirable_weight: float = 1.0       # KTO only
+    undesirable_weight: float = 1.0     # KTO only
+    seed: int = 0
+    extra: dict = field(default_factory=dict)  # any other DPOConfig / KTOConfig argument
+
+    @classmethod
+    def from_dict(cls, d: dict | None, **over) -> "AlignConfig":
+        d = {**(d or {}), **over}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown alignment settings {unknown}; known: {sorted(known)} "
+                              "(put other TRL arguments under 'extra')")
+        return cls(**d)
+
+
+def check_config(cfg: AlignConfig, n_rows: int | None = None) -> None:
+    """Raise :class:`ConfigError` for settings that cannot train (explained), before any model is loaded."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {cfg.method!r}")
+    if cfg.per_device_train_batch_size < 1 or cfg.gradient_accumulation_steps < 1:
+        raise ConfigError("per_device_train_batch_size and gradient_accumulation_steps must be >= 1")
+    if cfg.method == "kto" and cfg.per_device_train_batch_size < 2:
+        raise ConfigError(
+            f"KTO needs per_device_train_batch_size >= 2 (got {cfg.per_device_train_batch_size}): TRL estimates the "
+            "KL term of the KTO loss from mismatched (prompt, completion) pairs formed inside each per-device batch, "
+            "so a batch of one has nothing to pair with and the KL term would equal the implied reward. Use e.g. "
+            "per_device_train_batch_size=2 with gradient_accumulation_steps=4 (same effective batch as 1 x 8).")
+    if n_rows is not None:
+        if n_rows == 0:
+            raise ConfigError(f"no {cfg.method} training rows (did mining produce any pairs? try a lower min_margin)")
+        if cfg.method == "kto" and n_rows < cfg.per_device_train_batch_size:
+            raise ConfigError(f"KTO has {n_rows} rows, fewer than one per-device batch "
+                              f"({cfg.per_device_train_batch_size}); mine more prompts.")
+
+
+def _precision(device: str) -> dict:
+    import torch
+
+    if device == "cpu":
+        return {"use_cpu": True, "bf16": False, "fp16": False}
+    bf16 = device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": False}
+
+
+def trl_config(cfg: AlignConfig, output_dir: str | Path, device: str):
+    """The TRL ``DPOConfig`` / ``KTOConfig`` for an :class:`AlignConfig` (no files are written by TRL itself)."""
+    from trl import DPOConfig, KTOConfig
+
+    common = dict(
+        output_dir=str(output_dir), learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio, max_length=cfg.max_length, beta=cfg.beta,
+        gradient_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, seed=cfg.seed,
+        data_seed=cfg.seed, report_to=[], save_strategy="no", disable_tqdm=False, dataloader_num_workers=0,
+        **_precision(device),
+    )
+    common.update(cfg.extra)
+    if cfg.method == "dpo":
+        return DPOConfig(**common)
+    return KTOConfig(desirable_weight=cfg.desirable_weight, undesirable_weight=cfg.undesirable_weight, **common)
+
+
+def lora_config(cfg: AlignConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+
+
+def _versions() -> dict:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
+            "peft": peft.__version__}
+
+
+def fingerprint(policy_model: str, cfg: AlignConfig, rows: list[dict]) -> str:
+    return content_key(policy_model, asdict(cfg), rows)[:16]
+
+
+def train(policy_model: str, rows: list[dict], out_dir: str | Path, config: AlignConfig | None = None,
+          device: str = "auto", dtype: str = "auto", force: bool = False, provenance: dict | None = None) -> dict:
+    """Train a LoRA adapter with DPO or KTO on mined rows (TRL formats, see :mod:`flrlib.mining`).
+
+    Returns the provenance record (also written to ``out_dir/provenance.json``); ``out_dir/adapter`` is the adapter.
+    """
+    from datasets import Dataset
+
+    from .mining import trainer_columns
+    from .models import folder_hash, load_model, pick_device, pick_dtype
+
+    cfg = config or AlignConfig()
+    data = trainer_columns(rows, cfg.method)
+    check_config(cfg, len(data))
+    out = Path(out_dir)
+    fp = fingerprint(policy_model, cfg, data)
+    prov_path, adapter = out / "provenance.json", out / "adapter"
+    if not force and prov_path.exists() and (adapter / "adapter_config.json").exists():
+        done = json.loads(prov_path.read_text())
+        if done.get("fingerprint") == fp:
+            print(f"[skip] {cfg.method}: adapter in {adapter} matches this model, config and data")
+            return done
+    device = pick_device(device)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under accelerate launch: the Trainer places the model
+    dtype = str(pick_dtype(dtype, device)).replace("torch.", "")
+    loaded = load_model(policy_model, dtype=dtype, device="cpu" if distributed else device)
+    if loaded.adapter:
+        raise ConfigError(f"{policy_model} is an adapter; align a base model (merge the adapter first)")
+    model, tok = loaded.model, loaded.tokenizer
+    model.train()
+    if cfg.method == "dpo":
+        from trl import DPOTrainer as Trainer
+    else:
+        from trl import KTOTrainer as Trainer
+    t0 = time.time()
+    trainer = Trainer(model=model, args=trl_config(cfg, out / "trainer", device), train_dataset=Dataset.from_list(data),
+                      processing_class=tok, peft_config=lora_config(cfg))
+    result = trainer.train()
+    seconds = time.time() - t0
+    record = None
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(adapter))
+        acfg = adapter / "adapter_config.json"
+        meta = json.loads(acfg.read_text())
+        meta["base_model_name_or_path"] = loaded.spec  # portable: an flrlib spec, resolved on each machine
+        acfg.write_text(json.dumps(meta, indent=2))
+        write_json(out / "log_history.json", {"method": cfg.method, "log_history": trainer.state.log_history})
+        record = {"fingerprint": fp, "method": cfg.method, "policy_model": loaded.spec, "adapter": str(adapter),
+                  "adapter_hash": folder_hash(adapter), "config": asdict(cfg), "n_rows": len(data),
+                  "reference_model": "policy with the LoRA adapter disabled (TRL default)",
+                  "device": device, "dtype": str(model.dtype).replace("torch.", ""),
+                  "global_steps": trainer.state.global_step, "train_loss": result.training_loss,
+                  "train_seconds": round(seconds, 1), "versions": _versions(), **(provenance or {})}
+        write_json(prov_path, record)
+    return record
+
+
+def read_log_history(out_dir: str | Path) -> list[dict]:
+    return json.loads((Path(out_dir) / "log_history.json").read_text())["log_history"]
+
+
+def curves(log_history: list[dict]) -> list[dict]:
+    """Per logged step: ``{step, epoch, loss, margin, chosen, rejected, kl}`` (missing values are None)."""
+    rows = []
+    for h in log_history:
+        if "loss" not in h:
+            continue  # the final summary line (train_loss, train_runtime, ...)
+        rows.append({"step": h.get("step"), "epoch": h.get("epoch"), "loss": h.get("loss"),
+                     "margin": h.get("rewards/margins"), "chosen": h.get("rewards/chosen"),
+                     "rejected": h.get("rewards/rejected"), "kl": h.get("kl"), "learning_rate": h.get("learning_rate")})
+    return rows
+
+
+def policy_outputs(policy_model: str, adapters: dict, prompts: list[dict], gen_config, out_dir: str | Path,
+                   device: str = "auto", dtype: str = "auto", progress: bool = True) -> dict:
+    """Evaluation outputs of the base policy and each adapter: ``{name: {prompt id: text}}``.
+
+    ``adapters``: ``{name: adapter folder or None}`` (None = the base policy). Generation is resumable
+    (``out_dir/outputs_<name>.cache.jsonl``); each policy's outputs are also written as AlpacaEval
+    ``model_outputs`` (``out_dir/outputs_<name>.json``) for the official ``alpaca_eval`` CLI.
+    """
+    from .generate import generate
+    from .judge import alpaca_eval_files
+    from .models import load_model
+
+    out = Path(out_dir)
+    result = {}
+    for name, adapter in adapters.items():
+        lm = load_model(policy_model, dtype=dtype, device=device, adapter=adapter)
+        rows = generate(lm, prompts, gen_config, cache=out / f"outputs_{name}.cache.jsonl", progress=progress,
+                        desc=f"outputs {name}")
+        result[name] = {r["id"]: r["responses"][0] for r in rows}
+        records = [{"instruction": p.get("instruction", p["messages"][-1]["content"]), "output": r["responses"][0],
+                    "dataset": p.get("dataset", "")} for p, r in zip(prompts, rows)]
+        write_json(out / f"outputs_{name}.json", alpaca_eval_files(records, f"{policy_model}:{name}"))
+        del lm
+    return result
+
+
+def profile_config(profile: str, method: str) -> tuple[dict, AlignConfig]:
+    """Parameters of notebook 06 in a profile and the :class:`AlignConfig` for one method (its ``dpo``/``kto`` block)."""
+    from .reproduce import load_profile, notebook_parameters
+
+    params = notebook_parameters(load_profile(profile), "06_alignment")
+    return params, AlignConfig.from_dict(params.get(method), method=method, seed=params.get("seed", 0))
+
+
+def main(argv=None) -> int:
+    """``python -m flrlib.align`` (also under ``accelerate launch -m flrlib.align``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m flrlib.align", description=__doc__.split("\n")[0])
+    ap.add_argument("--method", choices=METHODS, required=True)
+    ap.add_argument("--data", required=True, help="mined rows: dpo_pairs.jsonl (dpo) or kto_rows.jsonl (kto)")
+    ap.add_argument("--out", required=True, help="output folder (adapter/, provenance.json, log_history.json)")
+    ap.add_argument("--profile", default="paper", help="profile whose 06_alignment dpo/kto block gives the config")
+    ap.add_argument("--policy-model", help="default: the profile's policy_model")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--force", action="store_true")
+    a = ap.parse_args(argv)
+    params, cfg = profile_config(a.profile, a.method)
+    if a.max_steps is not None:
+        cfg.max_steps = a.max_steps
+    rows = read_jsonl(a.data)
+    try:
+        rec = train(a.policy_model or params["policy_model"], rows, a.out, cfg, device=a.device or params.get("device", "auto"),
+                    dtype=a.dtype or params.get("dtype", "auto"), force=a.force,
+                    provenance={"data_file": str(a.data), "profile": a.profile})
+    except ConfigError as e:
+        print(f"ERROR: {e}")
+        return 2
+    if rec:
+        print(json.dumps({k: rec[k] for k in ("method", "adapter", "adapter_hash", "global_steps", "train_loss")}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Prompt sets for preference mining and for alignment evaluation: plain records ``{id, messages}``.
+
+* Mining (the paper samples 100K of Nectar's 183K prompts): :func:`nectar_prompts` (Hub ``berkeley-nest/Nectar``,
+  online only) or, offline, :func:`ultrafeedback_prompts` (the 1,000 training prompts of the UltraFeedback subset in
+  the data folder). :func:`mining_prompts` picks one and always removes prompts that are also evaluation prompts.
+* Evaluation: :func:`alpaca_eval_prompts` (AlpacaEval's 805 instructions; the reference outputs of
+  ``gpt4_1106_preview``, AlpacaEval 2's baseline, are kept as ``reference``).
+
+Mining and evaluation prompts must be disjoint; :func:`check_disjoint` raises when they are not (the evaluation
+code calls it on the prompts the pairs were mined from). Prompts are compared after :func:`normalise` (case and
+whitespace folded). Seeded subsets (``max_examples``, ``seed``) are the same on every machine.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+
+from .fetch import DataMissing, require
+
+NECTAR = "berkeley-nest/Nectar"
+AE_REFERENCE = "gpt4_1106_preview"  # AlpacaEval 2's reference model
+
+
+def normalise(text: str) -> str:
+    """Text used to compare prompts across sources: lower case, runs of whitespace folded, stripped."""
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def prompt_text(record: dict) -> str:
+    """The last user message of a prompt record (what is compared for disjointness)."""
+    users = [m["content"] for m in record["messages"] if m["role"] == "user"]
+    if not users:
+        raise ValueError(f"prompt {record.get('id')!r}: no user message")
+    return users[-1]
+
+
+def subset(records: list[dict], max_examples: int | None, seed: int = 0) -> list[dict]:
+    """A seeded subset (original order kept); all records when ``max_examples`` is None or large enough."""
+    if max_examples is None or max_examples >= len(records):
+        return list(records)
+    keep = sorted(random.Random(seed).sample(range(len(records)), int(max_examples)))
+    return [records[i] for i in keep]
+
+
+def ultrafeedback_prompts(max_examples: int | None = None, seed: int = 0) -> list[dict]:
+    """The 1,000 training prompts of the UltraFeedback subset (``ultrafeedback/train_clean.jsonl.gz``)."""
+    path = require("ultrafeedback/train_clean.jsonl.gz")
+    rows = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+                raise ValueError(f"{path}:{n}: field 'prompt' must be a non-empty string")
+            rows.append({"id": f"uf-train-{row.get('source_index', n - 1)}",
+                         "messages": [{"role": "user", "content": row["prompt"]}]})
+    return subset(rows, max_examples, seed)
+
+
+def _nectar_messages(text: str, where: str) -> list[dict]:
+    """Nectar's ``"\\n\\nHuman: ...\\n\\nAssistant: ...\\n\\nAssistant:"`` prompt string -> chat messages."""
+    parts = re.split(r"\n\n(Human|Assistant): ?", "\n\n" + text.strip("\n") + "\n\n")
+    msgs = []
+    for role, content in zip(parts[1::2], parts[2::2]):
+        content = content.strip()
+        if content:
+            msgs.append({"role": "user" if role == "Human" else "assistant", "content": content})
+    if not msgs or msgs[-1]["role"] != "user":
+        raise ValueError(f"{where}: field 'prompt' does not end with a Human turn")
+    return msgs
+
+
+def nectar_prompts(max_examples: int | None = None, seed: int = 0, single_turn: bool = False) -> list[dict]:
+    """Nectar prompts from the Hub (needs network): the paper's mining prompts (100K of 183K sampled)."""
+    from .hub import offline
+
+    if offline():
+        raise DataMissing(f"Nectar ({NECTAR}) is on the Hugging Face Hub only and this run is offline "
+                          "(FLR_OFFLINE / HF_DATASETS_OFFLINE); use source='ultrafeedback' (the offline mining prompts).")
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(NECTAR, split="train")
+    except Exception as e:  # noqa: BLE001 - any Hub/network failure becomes one clear message
+        raise DataMissing(f"could not load Nectar ({NECTAR}) from the Hub: {type(e).__name__}: {e}; "
+                          "use source='ultrafeedback' offline.") from None
+    idx = list(range(len(ds)))
+    if max_examples is not None and max_examples < len(idx):
+        idx = sorted(random.Random(seed).sample(idx, int(max_examples)))
+    out = []
+    for i in idx:
+        msgs = _nectar_messages(ds[i]["prompt"], f"{NECTAR}[train][{i}]")
+        if single_turn and len(msgs) > 1:
+            continue
+        out.append({"id": f"nectar-{i}", "messages": msgs})
+    return out
+
+
+def alpaca_eval_prompts(max_examples: int | None = None, seed: int = 0) -> list[dict]:
+    """AlpacaEval's 805 instructions as prompt records, with the ``gpt4_1106_preview`` output as ``reference``.
+
+    Records: ``{id, messages, instruction, reference, dataset}``; ``id`` is the instruction's AlpacaEval index (int).
+    """
+    from .alpaca_eval import load_alpaca_eval_outputs
+
+    ref = load_alpaca_eval_outputs(AE_REFERENCE)
+    rows = [{"id": r["id"], "messages": [{"role": "user", "content": r["instruction"]}], "instruction": r["instruction"],
+             "reference": r["output"], "dataset": r.get("dataset")} for r in ref]
+    return subset(rows, max_examples, seed)
+
+
+def evaluation_instructions() -> set[str]:
+    """Normalised texts of every evaluation prompt (AlpacaEval's 805 instructions)."""
+    return {normalise(r["instruction"]) for r in alpaca_eval_prompts()}
+
+
+def check_disjoint(train: list[dict], held_out: list[dict]) -> None:
+    """Raise ``ValueError`` naming the first shared prompts when mining and evaluation prompts overlap."""
+    seen = {normalise(prompt_text(r)): r["id"] for r in train}
+    shared = [(seen[normalise(prompt_text(r))], r["id"]) for r in held_out if normalise(prompt_text(r)) in seen]
+    if shared:
+        raise ValueError(f"{len(shared)} evaluation prompts were also used for mining (train id, eval id): "
+                         f"{shared[:5]}; mining and evaluation prompts must be disjoint.")
+
+
+def mining_prompts(source: str = "auto", max_examples: int | None = None, seed: int = 0) -> tuple[list[dict], dict]:
+    """Mining prompts with every evaluation prompt removed; returns ``(records, info)``.
+
+    ``source``: ``"nectar"`` (Hub), ``"ultrafeedback"`` (data folder) or ``"auto"`` (Nectar when the Hub is
+    reachable and ``FLR_OFFLINE`` is not set, else UltraFeedback). The subset is drawn before the overlap filter
+    would shrink it, so ``max_examples`` is an upper bound; ``info`` says how many prompts were removed.
+    """
+    if source == "auto":
+        from ..models import _hub_reachable
+        from .hub import offline
+
+        source = "nectar" if not offline() and _hub_reachable() else "ultrafeedback"
+    if source == "nectar":
+        records = nectar_prompts(max_examples, seed)
+    elif source == "ultrafeedback":
+        records = ultrafeedback_prompts(max_examples, seed)
+    else:
+        raise ValueError(f"source must be 'auto', 'nectar' or 'ultrafeedback', got {source!r}")
+    held = evaluation_instructions()
+    kept = [r for r in records if normalise(prompt_text(r)) not in held]
+    return kept, {"source": source, "drawn": len(records), "removed_overlap": len(records) - len(kept), "kept": len(kept)}

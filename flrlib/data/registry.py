@@ -1,0 +1,232 @@
+"""The benchmark registry (``data/registry.yaml``) and the one entry point :func:`load_benchmark`.
+
+``load_benchmark(name, max_examples=None, seed=0)`` returns ``(records, report)``:
+
+* ``records`` in the plain schemas of :mod:`flrlib.data` (pairwise / rating / system);
+* ``report`` = ``{"benchmark", "kind", "rows_total", "rows_used", "dropped": {reason: n}, "source", "licence"}``
+  plus ``"rows_valid"`` (rows left after dropping, before the subset), ``"max_examples"``, ``"seed"``;
+  ``rows_total = rows_valid + sum(dropped)``.
+
+``max_examples`` keeps a fixed seeded subset: records are ranked by ``sha256(f"{seed}:{id}")`` and the first
+``max_examples`` are kept (in file order). The subset depends only on the ids and the seed, so every scorer and
+every notebook asking with the same seed gets the same rows, and a smaller subset is contained in a larger one.
+For the system-level benchmark ``max_examples`` counts prompts (each answered by all 17 models).
+
+``name`` may also be the path of your own JSONL (``.jsonl`` / ``.jsonl.gz``) in the pairwise or rating schema.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from ..paths import ROOT, data_dir
+from . import alpaca_eval, hub, pairwise, rating
+from .fetch import require
+from .pairwise import MalformedRow, read_rows
+
+KINDS = ("pairwise", "rating", "system")
+
+
+def registry_path() -> Path:
+    """The committed registry (``data/registry.yaml`` in the checkout); a copy in the data folder wins."""
+    local = data_dir() / "registry.yaml"
+    return local if local.exists() else ROOT / "data" / "registry.yaml"
+
+
+@lru_cache(maxsize=4)
+def _registry(path: str) -> dict:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))["benchmarks"]
+
+
+def registry() -> dict:
+    """``{name: entry}`` from the registry file."""
+    return _registry(str(registry_path()))
+
+
+def benchmark_names(kind: str | None = None, offline: bool | None = None) -> list[str]:
+    """Registered benchmarks, optionally of one ``kind`` and/or only those in the offline mirror."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return [n for n, e in registry().items()
+            if (kind is None or e["kind"] == kind) and (offline is None or bool(e.get("offline")) == offline)]
+
+
+def benchmark_info(name: str) -> dict:
+    reg = registry()
+    if name not in reg:
+        raise KeyError(f"unknown benchmark {name!r}; registered: {sorted(reg)} (or pass a path to your own JSONL)")
+    return {"benchmark": name, **reg[name]}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# subsets
+# ----------------------------------------------------------------------------------------------------------
+
+def _rank(seed: int, key) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+
+
+def select_subset(records: list[dict], max_examples: int | None, seed: int = 0, key: str = "id") -> list[dict]:
+    """The seeded subset of at most ``max_examples`` records (by hashed ``key``), kept in their original order."""
+    if max_examples is None or max_examples >= len({r[key] for r in records}):
+        return list(records)
+    if max_examples < 0:
+        raise ValueError(f"max_examples must be >= 0 or None, got {max_examples}")
+    keys = sorted({r[key] for r in records}, key=lambda k: _rank(seed, k))[:max_examples]
+    keep = set(keys)
+    return [r for r in records if r[key] in keep]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loading
+# ----------------------------------------------------------------------------------------------------------
+
+def _merge(parts) -> tuple[list[dict], dict]:
+    records, dropped = [], Counter()
+    for recs, drop in parts:
+        records += recs
+        dropped.update(drop)
+    return records, dict(dropped)
+
+
+def _load_all(name: str, entry: dict) -> tuple[list[dict], dict, int]:
+    """All records of a registered benchmark, the drop counts, and the number of source rows read."""
+    loader = entry["loader"]
+    if loader == "hh_rlhf":
+        path = require(entry["files"][0])
+        rows = read_rows(path)
+        recs, drop = pairwise.parse_hh_rows(rows, name, where=str(path))
+        return recs, drop, len(rows)
+    if loader == "alpaca_eval_annotations":
+        parts, n = [], 0
+        for f in entry["files"]:
+            path = require(f)
+            rows = read_rows(path)
+            n += len(rows)
+            parts.append(pairwise.parse_alpaca_eval_annotations(rows, name, Path(f).name.split(".")[0], where=str(path)))
+        recs, drop = _merge(parts)
+        return recs, drop, n
+    if loader == "prometheus":
+        path = require(entry["files"][0])
+        rows = read_rows(path)
+        recs, drop = rating.parse_prometheus_rows(rows, name, where=str(path))
+        return recs, drop, len(rows)
+    if loader == "url_prometheus":
+        rows = hub.url_rows(name, entry["url"], entry["files"][0])
+        recs, drop = rating.parse_prometheus_rows(rows, name, where=entry["url"])
+        return recs, drop, len(rows)
+    if loader == "alpaca_eval_system":
+        return alpaca_eval.system_records(benchmark=name)
+    if loader.startswith("hub_"):
+        h = entry["hub"]
+        rows = hub.hub_rows(name, h["id"], h.get("config"), h["split"], h.get("revision"))
+        parse = {"hub_shp": hub.parse_shp, "hub_beavertails": hub.parse_beavertails,
+                 "hub_alpaca_farm": hub.parse_alpaca_farm, "hub_mt_bench_human": hub.parse_mt_bench_human,
+                 "hub_helpsteer": hub.parse_helpsteer, "hub_feedback_bench": hub.parse_feedback_bench}[loader]
+        recs, drop = parse(rows, name=name, where=h["id"])
+        return recs, drop, len(rows)
+    raise ValueError(f"registry entry {name!r}: unknown loader {loader!r}")
+
+
+def load_benchmark(name: str, max_examples: int | None = None, seed: int = 0) -> tuple[list[dict], dict]:
+    """Records and report of a registered benchmark (or of a user JSONL path); see the module docstring."""
+    if _is_user_file(name):
+        records, report = load_user_jsonl(name)
+    else:
+        entry = benchmark_info(name)
+        records, dropped, total = _load_all(name, entry)
+        report = {"benchmark": name, "kind": entry["kind"], "rows_total": total, "rows_used": len(records),
+                  "dropped": dropped, "source": entry.get("source", ""), "licence": entry.get("licence", "")}
+    key = "prompt_id" if report["kind"] == "system" else "id"
+    valid = len(records)
+    records = select_subset(records, max_examples, seed, key=key)
+    report.update(rows_valid=valid, rows_used=len(records), max_examples=max_examples, seed=seed)
+    return records, report
+
+
+def _is_user_file(name: str) -> bool:
+    return str(name).endswith((".jsonl", ".jsonl.gz")) or Path(str(name)).is_file()
+
+
+def load_user_jsonl(path: str | Path) -> tuple[list[dict], dict]:
+    """Your own benchmark: JSONL rows ``{id?, messages, chosen, rejected}`` (pairwise) or ``{id?, messages,
+    response, score}`` (rating). Errors name the file, line and field; nothing is silently dropped."""
+    from ..chat import check_messages
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such benchmark file (pairwise or rating JSONL)")
+    rows = read_rows(path)
+    if not rows:
+        raise MalformedRow(f"{path}: no rows")
+    name = path.name.split(".")[0]
+    kind = "pairwise" if "chosen" in rows[0] else "rating"
+    need = ("chosen", "rejected") if kind == "pairwise" else ("response",)
+    records = []
+    for n, row in enumerate(rows, 1):
+        at = f"{path}: row {n}"
+        msgs = pairwise.field(row, "messages", at, types=list)
+        try:
+            check_messages(msgs, "messages")
+        except ValueError as e:
+            raise MalformedRow(f"{at}: field {e}") from None
+        if msgs[-1]["role"] != "user":
+            raise MalformedRow(f"{at}: field 'messages' must end with the user turn being answered")
+        rec = {"id": str(row.get("id", f"{name}-{n}")), "benchmark": name, "messages": msgs}
+        for f in need:
+            v = pairwise.field(row, f, at)
+            if not v.strip():
+                raise MalformedRow(f"{at}: field {f!r} is empty")
+            rec[f] = v
+        if kind == "rating":
+            score = pairwise.field(row, "score", at, types=(int, float))
+            if isinstance(score, bool):
+                raise MalformedRow(f"{at}: field 'score' must be a number")
+            rec["score"] = float(score)
+        rec.update({k: v for k, v in row.items() if k in ("category",)})
+        records.append(rec)
+    ids = Counter(r["id"] for r in records)
+    dup = [i for i, c in ids.items() if c > 1]
+    if dup:
+        raise MalformedRow(f"{path}: duplicate id {dup[0]!r}")
+    report = {"benchmark": name, "kind": kind, "rows_total": len(rows), "rows_used": len(records), "dropped": {},
+              "source": str(path), "licence": "user-provided"}
+    return records, report
+
+
+def load_prometheus(which: str) -> list[dict]:
+    """Prometheus ``"vicuna"`` or ``"mt_bench"`` rating records with ``feedback`` (GPT-4 critiques) and ``category``."""
+    names = {"vicuna": "prometheus_vicuna", "mt_bench": "prometheus_mt_bench"}
+    if which not in names:
+        raise ValueError(f"which must be one of {sorted(names)}, got {which!r}")
+    return load_benchmark(names[which])[0]
+
+
+def describe(records: list[dict], report: dict) -> dict:
+    """One Table-2 row: counts from the report plus mean context turns and mean word lengths (of ``records``)."""
+    def words(text: str) -> int:
+        return len(text.split())
+
+    row = {"benchmark": report["benchmark"], "kind": report["kind"], "rows_total": report["rows_total"],
+           "rows_dropped": sum(report["dropped"].values()), "rows_valid": report.get("rows_valid", report["rows_used"]),
+           "rows_used": report["rows_used"],
+           "dropped": "; ".join(f"{k}: {v}" for k, v in sorted(report["dropped"].items())) or "-"}
+    n = max(1, len(records))
+    row["context_turns"] = sum(len(r["messages"]) for r in records) / n
+    row["context_words"] = sum(words(m["content"]) for r in records for m in r["messages"]) / n
+    if report["kind"] == "pairwise":
+        row["chosen_words"] = sum(words(r["chosen"]) for r in records) / n
+        row["rejected_words"] = sum(words(r["rejected"]) for r in records) / n
+    else:
+        row["response_words"] = sum(words(r["response"]) for r in records) / n
+    if report["kind"] == "rating":
+        row["score_mean"] = sum(r["score"] for r in records) / n
+    if report["kind"] == "system":
+        row["systems"] = len({r["model"] for r in records})
+        row["prompts"] = len({r["prompt_id"] for r in records})
+    row["source"], row["licence"] = report["source"], report["licence"]
+    return row

@@ -1,0 +1,492 @@
+"""Tables and figures from result files only (never loads a model).
+
+Reward benchmarks (notebook 03; also the FT-FLR rows of notebook 04): reads
+``results/<profile>/reward_benchmarks/*.json`` / ``*.jsonl`` written by :mod:`flrlib.benchmarks`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .paths import results_dir
+from .results import ResultMissing, read_json, read_jsonl
+
+REWARD_AREA = "reward_benchmarks"
+_META = ["benchmark", "kind", "scorer", "tag", "model", "metric", "value", "ci_low", "ci_high", "n"]
+
+
+def reward_results(profile: str, tags: list[str] | None = None, benchmarks: list[str] | None = None,
+                   models: list[str] | None = None) -> pd.DataFrame:
+    """One row per result file (flat keys; ``provenance`` dropped, ``path`` added), optionally only some tags,
+    benchmarks and model specs. Raises if there are none."""
+    folder = results_dir(profile) / REWARD_AREA
+    files = sorted(folder.glob("*.json")) if folder.exists() else []
+    if not files:
+        raise ResultMissing(f"no reward-benchmark results in {folder} - run notebook 03 first.")
+    rows = []
+    for f in files:
+        rec = read_json(f, producer="03")
+        rec = {k: v for k, v in rec.items() if k not in ("provenance", "model_means")}
+        rec["path"] = str(f)
+        rows.append(rec)
+    df = pd.DataFrame(rows)
+    for col, keep in (("tag", tags), ("benchmark", benchmarks), ("model", models)):
+        if keep:
+            df = df[df[col].isin(keep)]
+    return df.reset_index(drop=True)
+
+
+def per_sample(path_json: str) -> list[dict]:
+    """Per-sample rows beside a result JSON."""
+    return read_jsonl(str(path_json)[: -len(".json")] + ".jsonl", producer="03")
+
+
+def _cell(v, lo, hi) -> str:
+    if v is None or not np.isfinite(v):
+        return "n/a"
+    if lo is None or not np.isfinite(lo):
+        return f"{v:.3f}"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _group_average(paths: list[str], kind: str, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean over benchmarks of the metric, with a stratified bootstrap CI (each benchmark resampled on its own)."""
+    groups = []
+    for p in paths:
+        rows = per_sample(p)
+        if kind == "pairwise":
+            groups.append((np.array([r["correct"] for r in rows]),))
+        else:
+            groups.append((np.array([r["reward"] for r in rows]), np.array([r["score"] for r in rows])))
+    fn = (lambda c, axis=-1: np.mean(c, axis=axis)) if kind == "pairwise" else metrics.vector_pearson
+    return metrics.grouped_bootstrap(fn, groups, n_boot=n_boot, seed=seed)
+
+
+def reward_table(profile: str, tags: list[str] | None = None, n_boot: int = 2000, seed: int = 0,
+                 numeric: bool = False, benchmarks: list[str] | None = None, models: list[str] | None = None
+                 ) -> pd.DataFrame:
+    """Table 3 analogue: rows = (tag, model), columns = benchmarks (pairwise accuracy, rating Pearson, system
+    Pearson vs ELO) plus ``pairwise avg`` and ``rating avg`` (stratified bootstrap CI). Cells "value [lo, hi]";
+    ``numeric=True`` returns the values only."""
+    df = reward_results(profile, tags, benchmarks, models)
+    order = {"pairwise": 0, "rating": 1, "system": 2}
+    benches = sorted(df["benchmark"].unique(), key=lambda b: (order[df[df.benchmark == b]["kind"].iloc[0]], b))
+    out = []
+    for (tag, model), g in df.groupby(["tag", "model"], sort=False):
+        row = {"scorer": tag, "model": model}
+        for b in benches:
+            hit = g[g.benchmark == b]
+            if len(hit):
+                h = hit.iloc[0]
+                row[b] = h["value"] if numeric else _cell(h["value"], h["ci_low"], h["ci_high"])
+        for kind in ("pairwise", "rating"):
+            sub = g[g.kind == kind]
+            if len(sub):
+                v = float(np.nanmean(sub["value"]))
+                lo, hi = _group_average(list(sub["path"]), kind, n_boot, seed) if len(sub) else (np.nan, np.nan)
+                row[f"{kind} avg"] = v if numeric else _cell(v, lo, hi)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def reward_long(profile: str, tags: list[str] | None = None, benchmarks: list[str] | None = None,
+                models: list[str] | None = None) -> pd.DataFrame:
+    """Long form for plots: benchmark, kind, tag, model, metric, value, ci_low, ci_high, n."""
+    df = reward_results(profile, tags, benchmarks, models)
+    return df[[c for c in _META if c in df.columns]]
+
+
+def category_table(profile: str, tag: str = "flr", benchmarks: list[str] | None = None,
+                   models: list[str] | None = None) -> pd.DataFrame:
+    """Per-category metric of one tag: rows = (benchmark, model), columns = follow-up categories."""
+    df = reward_results(profile, [tag], benchmarks, models)
+    cols = [c for c in df.columns if c.startswith("category_")]
+    t = df.set_index(["benchmark", "model"])[["metric", "value"] + cols]
+    return t.rename(columns={c: c[len("category_"):] for c in cols})
+
+
+def paired_comparison(profile: str, a: str = "flr", b: str = "direct", n_boot: int = 2000, seed: int = 0,
+                      benchmarks: list[str] | None = None, models: list[str] | None = None) -> pd.DataFrame:
+    """``a`` minus ``b`` per (benchmark, model) on the rows both scored.
+
+    Pairwise: accuracy difference (paired bootstrap CI, sign-flip permutation p) and exact McNemar p.
+    Rating: Pearson difference with a paired bootstrap CI over rows. System: Pearson-vs-ELO difference with a
+    bootstrap CI over models. A last row per model pools the pairs of all pairwise benchmarks.
+    """
+    df = reward_results(profile, [a, b], benchmarks, models)
+    out = []
+    for (bench, model), g in df.groupby(["benchmark", "model"], sort=False):
+        if set(g.tag) != {a, b}:
+            continue
+        ra, rb = (per_sample(g[g.tag == t].iloc[0]["path"]) for t in (a, b))
+        kind = g.iloc[0]["kind"]
+        row = {"benchmark": bench, "kind": kind, "model": model, "a": a, "b": b}
+        if kind == "system":
+            from .data import arena_elo
+
+            elo = arena_elo()
+            ma, mb = _model_means(ra), _model_means(rb)
+            ms = [m for m in ma if m in mb and m in elo]
+            x, y, t = (np.array([d[m] for m in ms]) for d in (ma, mb, elo))
+            lo, hi = metrics.bootstrap_ci(lambda p, q, e: metrics.correlation(p, e)[0] - metrics.correlation(q, e)[0],
+                                          x, y, t, n_boot=n_boot, seed=seed)
+            row.update(metric="pearson_elo", value_a=metrics.correlation(x, t)[0], value_b=metrics.correlation(y, t)[0],
+                       n=len(ms), ci_low=lo, ci_high=hi, p_value=np.nan)
+        else:
+            ib = {r["id"]: r for r in rb}
+            common = [r for r in ra if r["id"] in ib]
+            if kind == "pairwise":
+                ca, cb = np.array([r["correct"] for r in common]), np.array([ib[r["id"]]["correct"] for r in common])
+                pb, mc = metrics.paired_bootstrap(ca, cb, n_boot=n_boot, seed=seed), metrics.mcnemar(ca, cb)
+                row.update(metric="accuracy", value_a=ca.mean(), value_b=cb.mean(), n=pb["n"], ci_low=pb["ci_low"],
+                           ci_high=pb["ci_high"], p_value=pb["p_value"], mcnemar_p=mc["p_value"],
+                           a_only=mc["a_only"], b_only=mc["b_only"])
+            else:
+                x = np.array([r["reward"] for r in common])
+                y = np.array([ib[r["id"]]["reward"] for r in common])
+                t = np.array([r["score"] for r in common])
+                lo, hi = metrics.bootstrap_ci(
+                    lambda p, q, s: metrics.correlation(p, s)[0] - metrics.correlation(q, s)[0], x, y, t,
+                    n_boot=n_boot, seed=seed)
+                row.update(metric="pearson", value_a=metrics.correlation(x, t)[0], value_b=metrics.correlation(y, t)[0],
+                           n=len(common), ci_low=lo, ci_high=hi, p_value=np.nan)
+        row["diff"] = row["value_a"] - row["value_b"]
+        out.append(row)
+    out += _pooled_pairwise(df, a, b, n_boot, seed)
+    cols = ["benchmark", "kind", "model", "metric", "a", "b", "value_a", "value_b", "diff", "ci_low", "ci_high",
+            "p_value", "mcnemar_p", "a_only", "b_only", "n"]
+    res = pd.DataFrame(out)
+    return res[[c for c in cols if c in res.columns]]
+
+
+def _pooled_pairwise(df: pd.DataFrame, a: str, b: str, n_boot: int, seed: int) -> list[dict]:
+    """One extra row per model: all pairwise benchmarks pooled (pairs matched by id), ``benchmark="pairwise (pooled)"``."""
+    out = []
+    for model, g in df[df.kind == "pairwise"].groupby("model", sort=False):
+        ca, cb = [], []
+        for _, bg in g.groupby("benchmark", sort=False):
+            if set(bg.tag) != {a, b}:
+                continue
+            ra = {r["id"]: r for r in per_sample(bg[bg.tag == a].iloc[0]["path"])}
+            for r in per_sample(bg[bg.tag == b].iloc[0]["path"]):
+                if r["id"] in ra:
+                    ca.append(ra[r["id"]]["correct"])
+                    cb.append(r["correct"])
+        if len(g.benchmark.unique()) < 2 or not ca:
+            continue
+        pb, mc = metrics.paired_bootstrap(ca, cb, n_boot=n_boot, seed=seed), metrics.mcnemar(ca, cb)
+        out.append({"benchmark": "pairwise (pooled)", "kind": "pairwise", "model": model, "a": a, "b": b,
+                    "metric": "accuracy", "value_a": float(np.mean(ca)), "value_b": float(np.mean(cb)), "n": pb["n"],
+                    "ci_low": pb["ci_low"], "ci_high": pb["ci_high"], "p_value": pb["p_value"],
+                    "mcnemar_p": mc["p_value"], "a_only": mc["a_only"], "b_only": mc["b_only"], "diff": pb["diff"]})
+    return out
+
+
+def _model_means(rows: list[dict]) -> dict:
+    by = {}
+    for r in rows:
+        by.setdefault(r["model"], []).append(r["reward"])
+    return {m: float(np.mean(v)) for m, v in by.items()}
+
+
+def system_points(profile: str, tag: str = "flr", model: str | None = None) -> pd.DataFrame:
+    """Per AlpacaEval model: mean reward (``tag``), Arena ELO and AlpacaEval 2 LC win rate (NaN when absent)."""
+    from .data import arena_elo, lc_win_rates
+
+    df = reward_results(profile, [tag])
+    df = df[df.kind == "system"]
+    if model is not None:
+        df = df[df.model == model]
+    if not len(df):
+        raise ResultMissing(f"no system-level result for tag {tag!r} in profile {profile!r} - run notebook 03 first.")
+    means = _model_means(per_sample(df.iloc[0]["path"]))
+    elo, lc = arena_elo(), lc_win_rates(2)
+    return pd.DataFrame([{"system": m, "mean_reward": v, "elo": elo.get(m, np.nan), "lc_win_rate": lc.get(m, np.nan)}
+                         for m, v in means.items()])
+
+
+def plot_reward_benchmarks(profile: str, tags: list[str] | None = None, benchmarks: list[str] | None = None,
+                           model: str | None = None):
+    """Bar chart: metric per benchmark with 95 % CIs, one bar per tag (n in the legend), for one model M."""
+    import matplotlib.pyplot as plt
+
+    df = reward_long(profile, tags, benchmarks, [model] if model else None)
+    model = model or df["model"].iloc[0]
+    df = df[df.model == model]
+    benches = list(dict.fromkeys(df.sort_values(["kind", "benchmark"])["benchmark"]))
+    tag_list = list(dict.fromkeys(df["tag"]))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(benches) * max(1, len(tag_list)) / 2 + 3), 4))
+    width = 0.8 / max(1, len(tag_list))
+    for k, tag in enumerate(tag_list):
+        sub = df[df.tag == tag].set_index("benchmark")
+        xs, vals, lo, hi = [], [], [], []
+        for i, b in enumerate(benches):
+            if b in sub.index:
+                r = sub.loc[b] if isinstance(sub.loc[b], pd.Series) else sub.loc[b].iloc[0]
+                xs.append(i + (k - (len(tag_list) - 1) / 2) * width)
+                vals.append(r["value"])
+                lo.append(r["value"] - r["ci_low"] if np.isfinite(r["ci_low"]) else 0)
+                hi.append(r["ci_high"] - r["value"] if np.isfinite(r["ci_high"]) else 0)
+        ns = sorted(set(int(n) for n in sub["n"]))
+        ax.bar(xs, vals, width, yerr=[lo, hi], capsize=3, label=f"{tag} (n={'/'.join(map(str, ns))})")
+    kinds = df.drop_duplicates("benchmark").set_index("benchmark")["kind"]
+    ax.set_xticks(range(len(benches)))
+    unit = {"pairwise": "accuracy", "rating": "Pearson r", "system": "r vs Arena ELO"}
+    ax.set_xticklabels([f"{b}\n({unit[kinds[b]]})" for b in benches], rotation=30, ha="right", fontsize=8)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("value with 95 % CI")
+    ax.set_title(f"Reward benchmarks · {profile} · M = {model}\n(dashed: chance accuracy 0.5)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_system_scatter(profile: str, tag: str = "flr", target: str = "elo", model: str | None = None):
+    """Scatter of model mean reward vs Arena ELO (or ``lc_win_rate``) with Pearson/Spearman/Kendall in the title."""
+    import matplotlib.pyplot as plt
+
+    pts = system_points(profile, tag, model).dropna(subset=[target])
+    corr = {m: metrics.correlation(pts["mean_reward"], pts[target], m)[0] for m in metrics.CORRELATIONS}
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.scatter(pts[target], pts["mean_reward"], label=f"{tag}: {len(pts)} models")
+    for _, r in pts.iterrows():
+        ax.annotate(r["system"], (r[target], r["mean_reward"]), fontsize=6, alpha=0.8)
+    ax.set_xlabel("Chatbot Arena ELO (2024-06-07)" if target == "elo" else "AlpacaEval 2 LC win rate (%)")
+    ax.set_ylabel(f"mean {tag} reward over prompts")
+    ax.set_title(f"System level ({profile}): r={corr['pearson']:.2f}, rho={corr['spearman']:.2f}, "
+                 f"tau={corr['kendall']:.2f}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Notebook 07: every table and figure of the reproduction, rebuilt from result files only
+# ------------------------------------------------------------------------------------------------------------------
+
+# The paper's own published average pairwise accuracy (%), Llama-3-8B-Instruct as M (Zhang et al., 2025, Table 3).
+PAPER_PAIRWISE_AVG = {"flr": 66.44, "direct": 56.26}
+
+
+def _producer_json(profile: str, rel: str, producer: str) -> dict:
+    return read_json(results_dir(profile) / rel, producer=producer)
+
+
+def benchmark_table(profile: str) -> pd.DataFrame:
+    """Table 2 analogue (notebook 01): benchmark, kind, rows used/dropped, mean lengths, source, licence."""
+    rows = _producer_json(profile, "data/benchmarks.json", "01")["rows"]
+    cols = ["benchmark", "kind", "paper", "rows_total", "rows_used", "rows_dropped", "context_turns", "context_words",
+            "chosen_words", "rejected_words", "response_words", "licence"]
+    df = pd.DataFrame(rows)
+    return df[[c for c in cols if c in df.columns]]
+
+
+def table3_with_paper(profile: str, n_boot: int = 2000) -> pd.DataFrame:
+    """Table 3 analogue plus the paper's published average pairwise accuracy (Llama-3-8B-Instruct) beside it."""
+    t = reward_table(profile, n_boot=n_boot)
+    ref = pd.DataFrame([{"scorer": f"{k} (paper)", "model": "meta-llama/Meta-Llama-3-8B-Instruct",
+                         "pairwise avg": f"{v / 100:.4f} (published)"} for k, v in PAPER_PAIRWISE_AVG.items()])
+    return pd.concat([t, ref], ignore_index=True)
+
+
+def ft_table(profile: str) -> pd.DataFrame:
+    """FT-FLR vs FLR vs Direct on the same rows (notebook 04's comparison file): scores and paired differences."""
+    comp = _producer_json(profile, "feedback/comparison.json", "04")
+    scores = pd.DataFrame(comp["scores"])
+    scores["cell"] = [_cell(v, lo, hi) for v, lo, hi in zip(scores.value, scores.ci_low, scores.ci_high)]
+    diffs = pd.DataFrame(comp["differences"])
+    diffs["cell"] = [_cell(v, lo, hi) for v, lo, hi in zip(diffs["diff"], diffs.ci_low, diffs.ci_high)]
+    wide = scores.pivot_table(index="benchmark", columns="tag", values="cell", aggfunc="first")
+    for _, d in diffs.iterrows():
+        wide.loc[d.benchmark, f"{d.a} − {d.b}"] = d.cell
+    wide["n"] = scores.groupby("benchmark")["n"].first()
+    wide["metric"] = scores.groupby("benchmark")["metric"].first()
+    return wide.reset_index()
+
+
+def alignment_table(profile: str) -> pd.DataFrame:
+    """Alignment evaluation (notebook 06): judge, candidate vs baseline, win rate [CI], LC win rate, lengths."""
+    summ = _producer_json(profile, "alignment/eval_summary.json", "06")
+    rows = []
+    for r in summ["rows"]:
+        lc = r.get("lc_win_rate")
+        rows.append({"judge": r["judge"], "candidate": r["candidate"], "baseline": r["baseline"], "n": r["n"],
+                     "win rate % [95% CI]": f"{r['win_rate']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]",
+                     "LC win rate %": "n/a" if lc is None else f"{lc:.1f}",
+                     "avg length (chars)": round(r.get("avg_length", float("nan")), 0),
+                     "judge kind": r.get("judge_label", "")})
+    return pd.DataFrame(rows)
+
+
+def _training_curves(profile: str):
+    import matplotlib.pyplot as plt
+
+    panels = []
+    fb = results_dir(profile) / "feedback" / "train_log.json"
+    if fb.exists():
+        panels.append(("FT: LoRA SFT on rewritten feedback", read_json(fb)["loss_curve"], "loss"))
+    for m in ("dpo", "kto"):
+        p = results_dir(profile) / "alignment" / m / "log_history.json"
+        if p.exists():
+            hist = [h for h in read_json(p)["log_history"] if "loss" in h]
+            panels.append((f"{m.upper()} (LoRA)", hist, "loss"))
+            if any("rewards/margins" in h for h in hist):
+                panels.append((f"{m.upper()} reward margin", hist, "rewards/margins"))
+    if not panels:
+        raise ResultMissing("no training logs - run notebooks 04 and 06 first.")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    for ax, (title, hist, key) in zip(axes[0], panels):
+        pts = [(h.get("step"), h.get(key)) for h in hist if h.get(key) is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3)
+        ax.set(title=title, xlabel="optimizer step", ylabel=key)
+    fig.suptitle(f"Training curves ({profile} profile)")
+    fig.tight_layout()
+    return fig
+
+
+def _mined_rewards(profile: str):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    base = results_dir(profile) / "mining"
+    samples = read_jsonl(base / "samples.jsonl", producer="05")
+    pairs = read_jsonl(base / "dpo_pairs.jsonl", producer="05")
+    rewards = [r for s in samples for r in s["rewards"] if r is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    sns.histplot(rewards, ax=axes[0], bins=30)
+    axes[0].set(title=f"FLR reward of sampled responses (n={len(rewards)})", xlabel="FLR reward (nats/token)")
+    sns.histplot([p["margin"] for p in pairs], ax=axes[1], bins=20, color="C2")
+    axes[1].set(title=f"chosen − rejected margin of mined pairs (n={len(pairs)})", xlabel="reward margin")
+    fig.tight_layout()
+    return fig
+
+
+def _category_heatmap(profile: str):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    t = category_table(profile, "flr")
+    cats = [c for c in t.columns if c not in ("metric", "value")]
+    data = t[cats].astype(float)
+    data.index = [f"{b} ({m})" for (b, _), m in zip(t.index, t["metric"])]
+    fig, ax = plt.subplots(figsize=(1.2 * len(cats) + 3, 0.45 * len(data) + 1.5))
+    sns.heatmap(data, annot=True, fmt=".2f", cmap="RdBu_r", center=0.5 if "accuracy" in set(t["metric"]) else 0,
+                ax=ax, cbar_kws={"label": "accuracy / correlation"})
+    ax.set(title="FLR by follow-up category (each category's reward alone)", xlabel="category", ylabel="")
+    fig.tight_layout()
+    return fig
+
+
+def _dash(df: pd.DataFrame) -> pd.DataFrame:
+    return df.astype(object).where(df.notna(), "—")
+
+
+def save_table(df: pd.DataFrame, out_dir, name: str, caption: str = "") -> list:
+    """Write a table as Markdown and LaTeX."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df = _dash(df)
+    md = (f"**{caption}**\n\n" if caption else "") + df.to_markdown(index=False) + "\n"
+    (out / f"{name}.md").write_text(md)
+    (out / f"{name}.tex").write_text(df.to_latex(index=False, caption=caption or None, escape=True))
+    return [out / f"{name}.md", out / f"{name}.tex"]
+
+
+def save_figure(fig, out_dir, name: str) -> list:
+    """Write a figure as PNG (150 dpi) and PDF."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def build_all(profile: str, out_dir=None, n_boot: int = 2000) -> pd.DataFrame:
+    """Rebuild every table and figure of ``profile`` from its result files into ``figures/<profile>/``.
+
+    Returns one row per artifact: name, status (``written`` or ``missing``), files or the "run notebook NN first"
+    message. Nothing here loads a model or re-scores anything.
+    """
+    import seaborn as sns
+
+    from .paths import figures_dir
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    out = out_dir or figures_dir(profile)
+    jobs = [
+        ("table2_benchmarks", "table", lambda: benchmark_table(profile), "Benchmarks used (Table 2 analogue)"),
+        ("table3_reward_benchmarks", "table", lambda: table3_with_paper(profile, n_boot),
+         "Reward-model benchmarks: pairwise accuracy / Pearson, value [95% bootstrap CI] (Table 3 analogue)"),
+        ("table_flr_vs_direct", "table", lambda: paired_comparison(profile, "flr", "direct", n_boot=n_boot),
+         "FLR minus Direct, paired bootstrap CI"),
+        ("table_ft_flr", "table", lambda: ft_table(profile), "FT-FLR vs FLR vs Direct on the same rows"),
+        ("table_alignment", "table", lambda: alignment_table(profile), "Alignment win rates by judge"),
+        ("fig_reward_benchmarks", "figure", lambda: plot_reward_benchmarks(profile), ""),
+        ("fig_category_heatmap", "figure", lambda: _category_heatmap(profile), ""),
+        ("fig_elo_scatter", "figure", lambda: plot_system_scatter(profile, "flr", "elo"), ""),
+        ("fig_training_curves", "figure", lambda: _training_curves(profile), ""),
+        ("fig_mined_rewards", "figure", lambda: _mined_rewards(profile), ""),
+    ]
+    report = []
+    for name, kind, make, caption in jobs:
+        try:
+            obj = make()
+        except ResultMissing as e:
+            report.append({"artifact": name, "status": "missing", "detail": str(e)})
+            continue
+        if kind == "figure" and not hasattr(obj, "savefig"):
+            obj = obj.figure if hasattr(obj, "figure") else obj[0]
+        files = save_table(obj, out, name, caption) if kind == "table" else save_figure(obj, out, name)
+        report.append({"artifact": name, "status": "written", "detail": ", ".join(str(f) for f in files)})
+    return pd.DataFrame(report)
+
+
+README_BEGIN, README_END = "<!-- RESULTS:BEGIN (generated by flrlib.reporting.update_readme) -->", "<!-- RESULTS:END -->"
+
+
+def summary_markdown(profile: str = "demo") -> str:
+    """The README's results summary, generated from result files (never typed)."""
+    parts = []
+    try:
+        t = reward_table(profile, numeric=False)
+        parts.append(f"Reward benchmarks ({profile} profile; value [95% bootstrap CI]; pairwise = accuracy, "
+                     "rating = Pearson, system = Pearson with Arena ELO):\n\n" + _dash(t).to_markdown(index=False))
+        parts.append("Paper (Llama-3-8B-Instruct as M): average pairwise accuracy FLR "
+                     f"{PAPER_PAIRWISE_AVG['flr']:.2f} % vs Direct {PAPER_PAIRWISE_AVG['direct']:.2f} %.")
+    except ResultMissing as e:
+        parts.append(f"Reward benchmarks: {e}")
+    for name, fn in (("FT-FLR", ft_table), ("Alignment", alignment_table)):
+        try:
+            parts.append(f"{name} ({profile} profile):\n\n" + _dash(fn(profile)).to_markdown(index=False))
+        except ResultMissing as e:
+            parts.append(f"{name}: {e}")
+    return "\n\n".join(parts) + "\n"
+
+
+def update_readme(profile: str = "demo", readme=None) -> bool:
+    """Replace the generated block of the README with :func:`summary_markdown`; returns True if it changed."""
+    from pathlib import Path
+
+    from .paths import ROOT
+
+    path = Path(readme) if readme else ROOT / "README.md"
+    text = path.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{path} has no generated results block ({README_BEGIN} ... {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_BEGIN}\n{summary_markdown(profile)}{README_END}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text

@@ -1,0 +1,193 @@
+"""Judges, position randomisation, win rates and AlpacaEval 2's length-controlled win rate. No network: the API
+judge runs against a fake transport."""
+import math
+
+import numpy as np
+import pytest
+
+from flrlib import judge as J
+from flrlib.lc_winrate import lc_winrate
+
+
+def synth(n=60, seed=0):
+    """The synthetic annotations the alpaca_eval reference numbers below were computed on."""
+    rng = np.random.default_rng(seed)
+    len_ref = rng.integers(200, 2000, n)
+    len_cand = rng.integers(50, 2500, n)
+    diff = rng.normal(0, 1, n)
+    logit = 0.0015 * (len_cand - len_ref) - 0.3 + 0.5 * diff
+    p = 1 / (1 + np.exp(-logit))
+    pref = np.where(rng.random(n) < 0.5, rng.random(n) < p, p).astype(float)  # half hard labels, half soft
+    pref[3] = 0.5  # a tie
+    return len_ref, len_cand, diff, pref
+
+
+# alpaca_eval==0.6.6, metrics.glm_winrate.get_length_controlled_winrate on synth() (preference = 1 + pref,
+# output_1 = "a" * len_ref, output_2 = "b" * len_cand; its Hub download of df_gamed.csv replaced by a file holding
+# `diff` as instruction_difficulty). Produced once in a scratch environment (sklearn 1.9.1, patsy 1.0.3).
+AE_MINIMAL = 47.37935195251099          # glm "length_controlled_minimal"
+AE_NOREG = 47.76047395171422            # glm "length_controlled_noreg" (CV chose C = 1291.5496650148827)
+AE_NOREG_SE = 2.5300786915854077
+AE_WIN_RATE = 51.83529891808656
+
+
+def test_lc_win_rate_matches_alpaca_eval():
+    len_ref, len_cand, diff, pref = synth()
+    assert pref.mean() * 100 == pytest.approx(AE_WIN_RATE, abs=1e-9)
+    assert lc_winrate(pref, len_ref, len_cand)["lc_win_rate"] == pytest.approx(AE_MINIMAL, abs=1e-3)
+    fixed = lc_winrate(pref, len_ref, len_cand, difficulty=diff, C=1291.5496650148827)
+    assert fixed["lc_win_rate"] == pytest.approx(AE_NOREG, abs=1e-3)
+    assert fixed["lc_standard_error"] == pytest.approx(AE_NOREG_SE, abs=1e-3)
+    # our own C selection: liblinear's tolerance can pick a neighbouring C on a flat CV curve
+    assert lc_winrate(pref, len_ref, len_cand, difficulty=diff)["lc_win_rate"] == pytest.approx(AE_NOREG, abs=0.1)
+
+
+def test_lc_against_installed_alpaca_eval(monkeypatch, tmp_path):
+    pd = pytest.importorskip("pandas")
+    g = pytest.importorskip("alpaca_eval.metrics.glm_winrate")
+    len_ref, len_cand, diff, pref = synth(40, seed=7)
+    csv = tmp_path / "df_gamed.csv"
+    pd.DataFrame({"index": range(40), "instruction_difficulty": diff, "model": "m"}).to_csv(csv, index=False)
+    monkeypatch.setattr(g, "hf_hub_download", lambda **kw: str(csv))  # never the network
+    df = pd.DataFrame({"preference": 1 + pref, "output_1": ["a" * int(x) for x in len_ref],
+                       "output_2": ["b" * int(x) for x in len_cand], "index": range(40), "generator_1": "r",
+                       "generator_2": "c", "annotator": "t"})
+    ref = g.get_length_controlled_winrate(df, glm_name="length_controlled_minimal", save_weights_dir=None,
+                                          is_warn_extreme_changes=False)
+    assert lc_winrate(pref, len_ref, len_cand)["lc_win_rate"] == pytest.approx(ref["length_controlled_winrate"], abs=0.05)
+
+
+def test_lc_removes_a_pure_length_effect():
+    rng = np.random.default_rng(1)
+    n = 80
+    len_ref = rng.integers(500, 1500, n).astype(float)
+    len_cand = len_ref + rng.normal(0, 400, n)
+    pref = (1 / (1 + np.exp(-(len_cand - len_ref) / 150)) > rng.random(n)).astype(float)  # longer wins, nothing else
+    longer = len_cand + 600
+    raw = (1 / (1 + np.exp(-(longer - len_ref) / 150)) > rng.random(n)).astype(float).mean() * 100
+    assert raw > 80  # a judge that only likes length: the raw win rate of a padded model is high
+    lc = lc_winrate(pref, len_ref, len_cand, n_boot=100)
+    assert 35 < lc["lc_win_rate"] < 65 and lc["weights"]["np.tanh(std_delta_len)"] < 0
+    assert lc["lc_ci_low"] <= lc["lc_win_rate"] <= lc["lc_ci_high"]
+    with pytest.raises(ValueError, match="\\[0, 1\\]"):
+        lc_winrate([1.5, 2.0], [1, 2], [1, 2])
+
+
+# ---------------------------------------------------------------------------------------------- the prompt
+
+def test_prompt_is_alpaca_eval_clf_and_filled_literally():
+    packaged = J.packaged_template()
+    if packaged is not None:
+        assert packaged == J.ALPACA_EVAL_CLF
+    msgs = J.judge_messages("Say {hi}", "first {output_2} out", "second out")
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert msgs[0]["content"].startswith("You are a highly efficient assistant")
+    u = msgs[1]["content"]
+    assert '"instruction": """Say {hi}"""' in u
+    assert u.index('"model_identifier": "m"') < u.index("first {output_2} out") < u.index('"model_identifier": "M"')
+    assert u.index('"model_identifier": "M"') < u.index("second out")
+    assert u.endswith("## Best Model Identifier")
+    assert J.p_first_from_logprobs({"m": math.log(0.3), "M": math.log(0.1), "x": 0.0}) == pytest.approx(0.75)
+    assert J.p_first_from_logprobs({"M": -0.1}) == 0.0 and math.isnan(J.p_first_from_logprobs({"A": -1.0}))
+
+
+# ---------------------------------------------------------------------------------------------- judges
+
+def _items(n=40):
+    return [{"id": i, "instruction": f"q{i}", "output_1": f"ref answer {i}", "output_2": f"GOOD answer {i} " + "x" * i,
+             "generator_1": "ref", "generator_2": "cand"} for i in range(n)]
+
+
+class FirstAlways:
+    name, description = "first", "always prefers the output shown first"
+
+    def __call__(self, triples, progress=True):
+        return [1.0] * len(triples)
+
+
+class LikesGood:
+    name, description = "good", "prefers the output containing GOOD"
+
+    def __call__(self, triples, progress=True):
+        return [1.0 if "GOOD" in a else 0.0 for _, a, b in triples]
+
+
+def test_random_order_cancels_position_bias_and_maps_back():
+    items = _items(200)
+    flips = [J.swapped(it["id"], seed=0) for it in items]
+    assert 0.4 < np.mean(flips) < 0.6 and flips == [J.swapped(it["id"], seed=0) for it in items]
+    assert flips != [J.swapped(it["id"], seed=1) for it in items]
+    biased = J.win_rates(J.judge_pairs(FirstAlways(), items), n_boot=200, lc_n_boot=0)
+    assert biased["first_position_rate"] == 100.0
+    assert biased["win_rate"] == pytest.approx(100 * np.mean(flips))  # wins exactly when the candidate came first
+    fair = J.judge_pairs(LikesGood(), items[:40])
+    assert all(r["win"] == 1.0 and r["preference"] == 2.0 for r in fair)
+    w = J.win_rates(fair, n_boot=200, lc_n_boot=0)
+    assert (w["win_rate"], w["n_wins"], w["n_losses"], w["n"]) == (100.0, 40, 0, 40)
+    assert w["avg_length"] > w["avg_length_baseline"] and w["baseline"] == "ref" and w["candidate"] == "cand"
+    with pytest.raises(ValueError, match="items\\[0\\].*output_2"):
+        J.judge_pairs(LikesGood(), [{"id": 1, "instruction": "x", "output_1": "y"}])
+
+
+def test_win_rates_ties_ci_and_lc():
+    rng = np.random.default_rng(0)
+    judged = [{"id": i, "output_1": "r" * int(rng.integers(50, 500)), "output_2": "c" * int(rng.integers(50, 500)),
+               "win": w, "p_first": 0.5, "judge": "j", "generator_1": "a", "generator_2": "b"}
+              for i, w in enumerate([1.0, 0.0, 0.5, 1.0, 0.75, 0.0, 1.0, 0.5, 1.0, 0.0])]
+    r = J.win_rates(judged, n_boot=500, lc_n_boot=50)
+    assert r["win_rate"] == pytest.approx(57.5)
+    assert (r["n_wins"], r["n_losses"], r["n_ties"]) == (5, 3, 2)
+    assert r["discrete_win_rate"] == pytest.approx(60.0)
+    assert r["ci_low"] < r["win_rate"] < r["ci_high"]
+    assert 0 < r["lc_win_rate"] < 100 and r["first_position_rate"] == 50.0
+
+
+def test_api_judge_protocol_with_a_fake_transport(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("FLR_JUDGE_API_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="FLR_JUDGE_API_KEY"):
+        J.ApiJudge(cache=None)
+    sent = []
+
+    def post(url, payload, headers):
+        sent.append((url, payload, headers))
+        user = payload["messages"][1]["content"]
+        good_first = user.index("GOOD") < user.index('"model_identifier": "M"')
+        top = [{"token": "m", "logprob": math.log(0.8 if good_first else 0.2)},
+               {"token": "M", "logprob": math.log(0.2 if good_first else 0.8)}]
+        return {"choices": [{"message": {"content": "m"}, "logprobs": {"content": [{"token": "m", "top_logprobs": top}]}}]}
+
+    monkeypatch.setenv("FLR_JUDGE_BASE_URL", "http://judge.invalid/v1/")
+    monkeypatch.setenv("FLR_JUDGE_MODEL", "some-model")
+    monkeypatch.setenv("FLR_JUDGE_API_KEY", "k")
+    judge = J.ApiJudge(cache=tmp_path / "api.jsonl", post=post)
+    out = J.judge_pairs(judge, _items(6), progress=False)
+    assert [r["win"] for r in out] == pytest.approx([0.8] * 6)
+    url, payload, headers = sent[0]
+    assert url == "http://judge.invalid/v1/chat/completions" and headers["Authorization"] == "Bearer k"
+    assert (payload["model"], payload["max_tokens"], payload["temperature"], payload["logprobs"],
+            payload["top_logprobs"]) == ("some-model", 1, 1, True, 5)
+    J.judge_pairs(J.ApiJudge(cache=tmp_path / "api.jsonl", post=post), _items(6), progress=False)
+    assert len(sent) == 6  # answers are cached
+
+
+def test_hf_and_reward_judges_on_the_tiny_model(tiny, small_bank):
+    from flrlib.scoring import ScoreConfig, Scorer
+
+    items = _items(3)
+    hf = J.HFJudge(tiny, max_output_tokens=16)
+    out = J.judge_pairs(hf, items, progress=False)
+    assert all(0.0 < r["p_first"] < 1.0 for r in out) and out[0]["judge"] == "hf:random:tiny-llama"
+    scorer = Scorer(tiny, small_bank, ScoreConfig(), cache=None)
+    rj = J.RewardJudge(scorer)
+    rewards = rj.rewards([(it["instruction"], it["output_1"], it["output_2"]) for it in items], progress=False)
+    judged = J.judge_pairs(rj, items, progress=False)
+    for (r1, r2), r in zip(rewards, judged):
+        assert r["win"] == (1.0 if r2 > r1 else 0.0 if r2 < r1 else 0.5)
+    summary, rows = J.evaluate({it["id"]: it["instruction"] for it in items},
+                               {"ref": {it["id"]: it["output_1"] for it in items},
+                                "cand": {it["id"]: it["output_2"] for it in items}},
+                               [("ref", "cand")], [(rj, "in-loop"), (FirstAlways(), "independent")], n_boot=100,
+                               lc_n_boot=0, progress=False)
+    assert [s["judge_label"] for s in summary] == ["in-loop", "independent"] and len(rows) == 6
+    assert summary[0]["win_rate"] == pytest.approx(100 * np.mean([r["win"] for r in judged]))

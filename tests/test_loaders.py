@@ -1,0 +1,265 @@
+"""Benchmark loaders: parsers on hand-made rows shaped like the real ones, the registry, subsets, real files."""
+import gzip
+import json
+
+import pytest
+
+from flrlib import data
+from flrlib.data import hub, pairwise, rating
+from flrlib.data.fetch import DataMissing
+from flrlib.data.pairwise import MalformedRow
+
+# ---------------------------------------------------------------------------------------------------------------
+# HH-RLHF
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def hh(*turns):
+    return "".join(f"\n\n{role}: {text}" for role, text in turns)
+
+
+def test_hh_transcript_parses_into_chat_messages():
+    msgs = pairwise.parse_hh_transcript(hh(("Human", "Hi"), ("Assistant", "Hello!"), ("Human", "Joke?"),
+                                           ("Assistant", "No.")))
+    assert msgs == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                    {"role": "user", "content": "Joke?"}, {"role": "assistant", "content": "No."}]
+    assert pairwise.parse_hh_transcript("preamble" + hh(("Human", "Hi"))) is None
+    assert pairwise.parse_hh_transcript(hh(("Human", "a"), ("Human", "b"))) is None
+
+
+def test_hh_rows_keep_matching_contexts_and_count_drops():
+    ctx = [("Human", "Where is Paris?")]
+    rows = [
+        {"chosen": hh(*ctx, ("Assistant", "In France.")), "rejected": hh(*ctx, ("Assistant", "No idea."))},
+        {"chosen": hh(*ctx, ("Assistant", "In France.")), "rejected": hh(("Human", "Other"), ("Assistant", "x"))},
+        {"chosen": hh(*ctx, ("Assistant", "Same")), "rejected": hh(*ctx, ("Assistant", "Same"))},
+        {"chosen": hh(*ctx, ("Assistant", "")), "rejected": hh(*ctx, ("Assistant", "y"))},
+        {"chosen": hh(*ctx, ("Human", "again")), "rejected": hh(*ctx, ("Assistant", "y"))},
+        {"chosen": hh(*ctx, ("Assistant", "a"), ("Human", "b")), "rejected": hh(*ctx, ("Assistant", "a"), ("Human", "c"))},
+    ]
+    recs, dropped = pairwise.parse_hh_rows(rows, "hh_test")
+    assert [r["id"] for r in recs] == ["hh_test-0"]
+    assert recs[0]["messages"] == [{"role": "user", "content": "Where is Paris?"}]
+    assert (recs[0]["chosen"], recs[0]["rejected"]) == ("In France.", "No idea.")
+    assert dropped == {"contexts of chosen and rejected differ": 1, "identical responses": 1, "empty response": 1,
+                       "turns not alternating Human/Assistant": 1, "does not end with an Assistant turn": 1}
+
+
+def test_hh_row_without_field_names_row_and_field():
+    with pytest.raises(MalformedRow, match=r"file.jsonl: row 2: missing field 'rejected'"):
+        pairwise.parse_hh_rows([{"chosen": hh(("Human", "a"), ("Assistant", "b")), "rejected": hh(("Human", "a"), ("Assistant", "c"))},
+                                {"chosen": "x"}], "hh", where="file.jsonl")
+
+
+def test_read_rows_reports_bad_json_line(tmp_path):
+    p = tmp_path / "x.jsonl.gz"
+    with gzip.open(p, "wt") as fh:
+        fh.write('{"a": 1}\n{broken\n')
+    with pytest.raises(MalformedRow, match=r"x.jsonl.gz:2: not valid JSON"):
+        pairwise.read_rows(p)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# AlpacaEval annotations, Prometheus
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_alpaca_eval_preferences_ties_and_nulls():
+    base = {"instruction": "Name a fruit.", "output_1": "Apple", "output_2": "A banana", "generator_1": "m1",
+            "generator_2": "m2", "dataset": "helpful_base"}
+    prefs = [1, 2.0, 0, 1.5, None, 1.3]
+    recs, dropped = pairwise.parse_alpaca_eval_annotations([{**base, "preference": p} for p in prefs], "ae", "t")
+    assert [(r["chosen"], r["rejected"], r["generators"]) for r in recs] == [
+        ("Apple", "A banana", ["m1", "m2"]), ("A banana", "Apple", ["m2", "m1"])]
+    assert recs[0]["messages"] == [{"role": "user", "content": "Name a fruit."}] and recs[0]["category"] == "helpful_base"
+    assert dropped == {"tie (preference 0 or 1.5)": 2, "null preference": 1, "fractional preference": 1}
+    with pytest.raises(MalformedRow, match="row 1: field 'preference' is not a number"):
+        pairwise.parse_alpaca_eval_annotations([{**base, "preference": "left"}], "ae", "t")
+
+
+def prometheus_prompt(instruction, response):
+    return ("###Task Description:\nAn instruction ...\n\n###The instruction to evaluate:\n" + instruction +
+            "\n\n###Response to evaluate:\n" + response + "\n\n###Reference Answer (Score 5):\nref\n\n"
+            "###Score Rubrics:\n[x]\nScore 1: bad\n\n###Feedback: ")
+
+
+def test_prometheus_single_turn_and_dialogue():
+    single = prometheus_prompt("How do I sleep better?", "Keep a schedule.")
+    dia = prometheus_prompt("Here is a previous dialogue between an assistant and an user. Generate a human "
+                            "preferable response by the assistant.\nUser: Q1\n\nAssistant:A1 line\n\nmore\n\n"
+                            "User: Q2\n\nAssistant: ", "R2")
+    rows = [{"idx": 1, "response_source": "vicuna", "category": "generic", "instruction": single,
+             "gpt4_score": [4, 5, 5], "gpt4_feedback": ["good", "great", "fine"]},
+            {"idx": 2, "response_source": "gpt", "category": "writing", "instruction": dia, "gpt4_score": ["2", 3, 4],
+             "gpt4_feedback": ["meh"]},
+            {"idx": 3, "instruction": "no headers here", "gpt4_score": [1]}]
+    recs, dropped = rating.parse_prometheus_rows(rows, "pv")
+    assert recs[0]["messages"] == [{"role": "user", "content": "How do I sleep better?"}]
+    assert recs[0]["response"] == "Keep a schedule." and recs[0]["score"] == pytest.approx(14 / 3)
+    assert recs[0]["feedback"] == ["good", "great", "fine"] and recs[0]["id"] == "pv-1-vicuna"
+    assert recs[1]["messages"] == [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1 line\n\nmore"},
+                                   {"role": "user", "content": "Q2"}]
+    assert recs[1]["response"] == "R2" and recs[1]["score"] == 3.0
+    assert dropped == {"grading prompt does not parse": 1}
+    with pytest.raises(MalformedRow, match="row 1: missing field 'gpt4_score'"):
+        rating.parse_prometheus_rows([{"instruction": single}], "pv")
+    with pytest.raises(MalformedRow, match="must be a list of numbers"):
+        rating.parse_prometheus_rows([{"instruction": single, "gpt4_score": ["x"]}], "pv")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hub-only parsers on rows shaped like the documented schemas
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_shp_and_beavertails_and_alpaca_farm():
+    shp = [{"post_id": "p1", "domain": "askscience", "history": "Why is the sky blue?", "human_ref_A": "Rayleigh.",
+            "human_ref_B": "Magic.", "labels": 1, "score_A": 10, "score_B": 2},
+           {"post_id": "p1", "domain": "askscience", "history": "Why?", "human_ref_A": "a", "human_ref_B": "b",
+            "labels": 0}]
+    recs, _ = hub.parse_shp(shp)
+    assert (recs[0]["chosen"], recs[1]["chosen"]) == ("Rayleigh.", "b") and recs[0]["category"] == "askscience"
+    with pytest.raises(MalformedRow, match="field 'labels' must be 0 or 1"):
+        hub.parse_shp([{**shp[0], "labels": 2}])
+
+    bt = [{"prompt": "How to pick a lock?", "response_0": "I can't help.", "response_1": "Use a pin.",
+           "is_response_0_safe": True, "is_response_1_safe": False, "better_response_id": 1, "safer_response_id": 0}]
+    assert hub.parse_beavertails(bt)[0][0]["chosen"] == "Use a pin."
+    assert hub.parse_beavertails(bt, label="safer_response_id")[0][0]["chosen"] == "I can't help."
+
+    af = [{"instruction": "Translate", "input": "bonjour", "output_1": "hello", "output_2": "bye", "preference": 1},
+          {"instruction": "Say hi", "input": "", "output_1": "hi", "output_2": "hey", "preference": 2},
+          {"instruction": "x", "input": "", "output_1": "a", "output_2": "b", "preference": 0}]
+    recs, dropped = hub.parse_alpaca_farm(af)
+    assert recs[0]["messages"][0]["content"] == "Translate\n\nbonjour" and recs[1]["chosen"] == "hey"
+    assert dropped == {"tie or invalid preference": 1}
+
+
+def test_mt_bench_human_keeps_turn1_drops_ties_and_diverging_turn2():
+    def conv(a1, a2):
+        return [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": a1},
+                {"role": "user", "content": "Q2"}, {"role": "assistant", "content": a2}]
+    rows = [{"question_id": 81, "model_a": "x", "model_b": "y", "winner": "model_b", "judge": "author_0", "turn": 1,
+             "conversation_a": conv("A1", "A2"), "conversation_b": conv("B1", "B2")},
+            {"question_id": 81, "model_a": "x", "model_b": "y", "winner": "model_a", "judge": "author_0", "turn": 2,
+             "conversation_a": conv("A1", "A2"), "conversation_b": conv("B1", "B2")},
+            {"question_id": 82, "model_a": "x", "model_b": "y", "winner": "tie", "judge": "author_1", "turn": 1,
+             "conversation_a": conv("A1", "A2"), "conversation_b": conv("B1", "B2")}]
+    recs, dropped = hub.parse_mt_bench_human(rows)
+    assert len(recs) == 1 and recs[0]["messages"] == [{"role": "user", "content": "Q1"}]
+    assert (recs[0]["chosen"], recs[0]["rejected"]) == ("B1", "A1")
+    assert dropped == {"contexts of the two models differ (turn 2)": 1, "tie": 1}
+
+
+def test_helpsteer_and_feedback_bench():
+    recs, _ = hub.parse_helpsteer([{"prompt": "p", "response": "r", "helpfulness": 3, "correctness": 4,
+                                    "coherence": 4, "complexity": 1, "verbosity": 2}])
+    assert recs[0]["score"] == 3.0 and recs[0]["messages"] == [{"role": "user", "content": "p"}]
+    recs, dropped = hub.parse_feedback_bench([{"orig_instruction": "i", "orig_response": "r", "orig_score": "4",
+                                               "orig_criteria": "c"},
+                                              {"orig_instruction": "i", "orig_response": "r", "orig_score": "n/a"}])
+    assert recs[0]["score"] == 4.0 and dropped == {"score not a number": 1}
+    with pytest.raises(MalformedRow, match="missing field 'orig_response'"):
+        hub.parse_feedback_bench([{"orig_instruction": "i", "orig_score": 3}])
+
+
+def test_hub_benchmarks_fail_clearly_offline():
+    for name in data.benchmark_names(offline=False):
+        with pytest.raises(DataMissing, match="not available offline"):
+            data.load_benchmark(name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# registry, missing files, user JSONL
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_registry_entries_are_complete(data_ready):
+    from flrlib.data.registry import registry
+
+    reg = registry()
+    assert {"pairwise", "rating", "system"} == {e["kind"] for e in reg.values()}
+    for name, e in reg.items():
+        assert {"kind", "loader", "source", "licence", "size", "offline"} <= set(e), name
+        if e["offline"] and e["kind"] != "system":
+            for f in e["files"]:
+                assert (data_ready / f).exists(), f
+    assert len(data.benchmark_names("pairwise")) >= 8 and len(data.benchmark_names("rating")) >= 4
+
+
+def test_missing_benchmark_file_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLR_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataMissing, match="flr data"):
+        data.load_benchmark("hh_helpful_base")
+    with pytest.raises(KeyError, match="unknown benchmark"):
+        data.load_benchmark("no_such_benchmark")
+
+
+def test_user_jsonl_pairwise_and_rating(tmp_path):
+    p = tmp_path / "mine.jsonl"
+    p.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "hi"}], "chosen": "hello",
+                             "rejected": "go away"}) + "\n")
+    recs, rep = data.load_benchmark(str(p))
+    assert rep["kind"] == "pairwise" and rep["benchmark"] == "mine" and recs[0]["chosen"] == "hello"
+    r = tmp_path / "rate.jsonl"
+    r.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "response": "hello", "score": 4}) + "\n"
+                 + json.dumps({"messages": [{"role": "user", "content": "q"}], "response": "a", "score": "high"}) + "\n")
+    with pytest.raises(MalformedRow, match=r"rate.jsonl: row 2: field 'score' has type str"):
+        data.load_benchmark(str(r))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"}) + "\n")
+    with pytest.raises(MalformedRow, match="row 1: field 'messages' must end with the user turn"):
+        data.load_benchmark(str(bad))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the real offline files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_offline_benchmarks_load_with_reports(data_ready):
+    for name in data.benchmark_names(offline=True):
+        if name == "alpaca_eval_system":
+            continue
+        recs, rep = data.load_benchmark(name)
+        assert rep["rows_used"] == len(recs) > 0 and rep["kind"] in ("pairwise", "rating")
+        assert rep["rows_used"] == rep["rows_valid"], name
+        assert rep["rows_valid"] + sum(rep["dropped"].values()) == rep["rows_total"], name
+        assert len({r["id"] for r in recs}) == len(recs)
+        for r in recs[:50]:
+            assert r["messages"][-1]["role"] == "user" and r["benchmark"] == name
+    recs, rep = data.load_benchmark("hh_helpful_base")
+    assert rep["rows_total"] == 2354 and rep["dropped"]["turns not alternating Human/Assistant"] > 0
+
+
+def test_seeded_subsets_are_stable_and_nested(data_ready):
+    a, rep = data.load_benchmark("hh_helpful_online", max_examples=10, seed=0)
+    b, _ = data.load_benchmark("hh_helpful_online", max_examples=10, seed=0)
+    c, _ = data.load_benchmark("hh_helpful_online", max_examples=25, seed=0)
+    d, _ = data.load_benchmark("hh_helpful_online", max_examples=10, seed=1)
+    assert [r["id"] for r in a] == [r["id"] for r in b] and rep["rows_used"] == 10
+    assert {r["id"] for r in a} < {r["id"] for r in c}
+    assert {r["id"] for r in a} != {r["id"] for r in d}
+
+
+def test_prometheus_and_alpaca_eval_outputs(data_ready):
+    mt = data.load_prometheus("mt_bench")
+    assert len(mt) == 320 and all(len(r["messages"]) == 3 and len(r["feedback"]) == 3 for r in mt)
+    assert {r["category"] for r in mt} >= {"writing", "math", "coding"}
+    assert all(1 <= r["score"] <= 5 for r in mt)
+    models = data.alpaca_eval_models()
+    assert len(models) == 17 and "dbrx-instruct" in models and "text_davinci_003" not in models
+    ref = {r["id"]: r["instruction"] for r in data.load_alpaca_eval_outputs("gpt4_1106_preview")}
+    short = data.load_alpaca_eval_outputs("llama-2-70b-chat-hf")
+    assert len(ref) == 805 and len(short) == 804 and all(ref[r["id"]] == r["instruction"] for r in short)
+
+
+def test_system_subset_same_prompts_for_every_model(data_ready):
+    recs, rep = data.load_benchmark("alpaca_eval_system", max_examples=3, seed=0)
+    assert rep["kind"] == "system" and len(recs) == 3 * 17
+    by_model = {}
+    for r in recs:
+        by_model.setdefault(r["model"], set()).add(r["prompt_id"])
+        assert r["response"].strip()
+    assert len(by_model) == 17 and len({frozenset(v) for v in by_model.values()}) == 1
+    assert rep["dropped"]["empty output for some model"] > 0
