@@ -27,7 +27,8 @@ def test_update_readme_rewrites_only_the_generated_block(tmp_path, monkeypatch):
     assert not reporting.update_readme("none", readme)  # idempotent
 
 
-@pytest.mark.skipif(not (results_dir("demo") / "reward_benchmarks").exists(), reason="no demo results in this checkout")
+@pytest.mark.skipif(not list((results_dir("demo") / "reward_benchmarks").glob("*.json")),
+                    reason="no demo reward-benchmark results in this checkout (run `make reproduce`)")
 def test_readme_results_block_matches_demo_result_files():
     text = (ROOT / "README.md").read_text()
     block = text.split(reporting.README_BEGIN, 1)[1].split(reporting.README_END, 1)[0]
