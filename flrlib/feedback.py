@@ -420,12 +420,14 @@ def ft_flr_scorer(model: str, adapter: str, bank="paper", dtype: str = "auto", d
     return Scorer(loaded, bank, ScoreConfig(**config), cache=cache)
 
 
-def score_or_reuse(scorer, records: list[dict], benchmark: str, profile: str, tag: str, **kw) -> dict:
+def score_or_reuse(scorer, records: list[dict], benchmark: str, profile: str, tag: str, overwrite: bool = False,
+                   **kw) -> dict:
     """:func:`flrlib.benchmarks.run_benchmark`, unless its result file already covers these rows.
 
-    Notebook 03 writes ``flr``/``direct`` results of a (possibly larger) seeded subset of the same benchmark; as
-    seeded subsets nest, those rows include ours and the file is reused rather than overwritten with fewer rows
-    (:func:`compare` pairs rows by id). Otherwise the rows are scored (the score cache makes repeats free).
+    Notebook 03 writes ``flr``/``direct`` results of the same seeded subsets; such a file (same model, bank,
+    template, scorer ...) that holds all these rows is reused - :func:`compare` pairs rows by id. A missing file is
+    written. An existing file that does not match (other bank or subset) is never overwritten silently: a clear
+    error asks to align the parameters with notebook 03 (or pass ``overwrite=True``).
     """
     from .benchmarks import result_path, run_benchmark
     from .results import read_json, read_jsonl
@@ -435,9 +437,14 @@ def score_or_reuse(scorer, records: list[dict], benchmark: str, profile: str, ta
         flat = read_json(path)
         have = {r["id"] for r in read_jsonl(path.with_suffix(".jsonl"))}
         keys = ("model", "adapter_hash", "dtype", "template_hash", "scorer", "norm", "bank_hash", "max_tokens")
-        same = all(flat["provenance"].get(k) == scorer.provenance.get(k) for k in keys)
-        if same and {r["id"] for r in records} <= have:
+        diff = [k for k in keys if flat["provenance"].get(k) != scorer.provenance.get(k)]
+        missing = len({r["id"] for r in records} - have)
+        if not diff and not missing:
             return {**flat, "reused": True}
+        if not overwrite:
+            raise ValueError(f"{path} (written by notebook 03?) does not match this comparison "
+                             f"({'different ' + ', '.join(diff) if diff else f'{missing} rows missing'}): use "
+                             "notebook 03's seed, max_examples, rating_examples and categories, or overwrite=True")
     return {**run_benchmark(scorer, records, benchmark, profile, tag=tag, **kw), "reused": False}
 
 
@@ -445,22 +452,24 @@ def score_or_reuse(scorer, records: list[dict], benchmark: str, profile: str, ta
 # 7. FT-FLR vs FLR vs Direct on the same rows (reads result files only)
 # ------------------------------------------------------------------------------------------------------------------
 
-def compare(profile: str, benchmark: str, model: str, tags=("ft_flr", "flr", "direct"), ids=None,
-            n_boot: int = 2000, seed: int = 0) -> dict:
-    """Paired comparison of scorers on one benchmark from the result files of :func:`flrlib.benchmarks.run_benchmark`.
+def eval_subsets(benchmarks: list[str], max_examples: int | None, rating_examples: int | None = None,
+                 seed: int = 0) -> tuple[dict, dict]:
+    """``({name: records}, {name: report})``: the seeded subsets notebook 03 scores - ``max_examples`` pairs per
+    pairwise benchmark, ``rating_examples`` rows per rating benchmark (``None``: ``max_examples``)."""
+    from .data import benchmark_info, load_benchmark
 
-    Returns ``{"scores": [{benchmark, tag, metric, value, ci_low, ci_high, n}], "differences": [{benchmark, a, b,
-    metric, value_a, value_b, diff, ci_low, ci_high, p_value, n}]}``. Pairwise: ``diff`` = accuracy(a) - accuracy(b),
-    paired bootstrap CI of the per-pair correctness and a sign-flip permutation p-value (plus McNemar). Rating:
-    ``diff`` = Pearson(a) - Pearson(b) with a bootstrap CI that resamples rows jointly. Rows are paired by id:
-    ``ids`` (default: the rows of the first tag) must be in every tag's file - a file may hold more rows, e.g.
-    notebook 03's larger subset - otherwise a clear error says which. Per-tag values are recomputed on these rows.
-    """
-    from itertools import combinations
+    sets, reports = {}, {}
+    for b in benchmarks:
+        kind = benchmark_info(b)["kind"]
+        if kind not in ("pairwise", "rating"):
+            raise ValueError(f"{b}: FT-FLR is compared on pairwise and rating benchmarks, not {kind!r}")
+        n = rating_examples if kind == "rating" and rating_examples is not None else max_examples
+        sets[b], reports[b] = load_benchmark(b, max_examples=n, seed=seed)
+    return sets, reports
 
-    import numpy as np
 
-    from . import metrics
+def _paired_rows(profile: str, benchmark: str, model: str, tags, ids) -> tuple[str, dict, list[str]]:
+    """``(kind, {tag: {id: row}}, ids)`` from the per-sample files; every tag must hold every compared id."""
     from .benchmarks import result_path
     from .results import read_json, read_jsonl
 
@@ -475,42 +484,85 @@ def compare(profile: str, benchmark: str, model: str, tags=("ft_flr", "flr", "di
         if missing:
             raise ValueError(f"{benchmark}: results {t!r} lack {len(missing)} of the {len(ids)} compared rows "
                              f"(e.g. {missing[0]!r}); score them with the same seed and max_examples")
-    kind = flat[tags[0]]["kind"]
-    if kind not in ("pairwise", "rating"):
-        raise ValueError(f"{benchmark}: compare() handles pairwise and rating benchmarks, not {kind!r}")
+    kinds = {flat[t]["kind"] for t in tags}
+    if len(kinds) != 1 or not kinds <= {"pairwise", "rating"}:
+        raise ValueError(f"{benchmark}: compare() handles pairwise and rating benchmarks, got {sorted(kinds)}")
+    return kinds.pop(), {t: [rows[t][i] for i in ids] for t in tags}, ids
+
+
+def _paired_stats(name: str, kind: str, per_tag: dict, n_boot: int, seed: int) -> dict:
+    from itertools import combinations
+
+    import numpy as np
+
+    from . import metrics
+
+    tags = list(per_tag)
+    n = len(per_tag[tags[0]])
+    if kind == "pairwise":
+        x = {t: np.array([r["correct"] for r in per_tag[t]], dtype=float) for t in tags}
+    else:
+        x = {t: np.array([r["reward"] for r in per_tag[t]], dtype=float) for t in tags}
+        y = np.array([r["score"] for r in per_tag[tags[0]]], dtype=float)
     scores = []
     for t in tags:
         if kind == "pairwise":
-            c = [rows[t][i]["correct"] for i in ids]
-            v = metrics.bootstrap_ci(np.mean, c, n_boot=n_boot, seed=seed)
-            val = {"metric": "accuracy", "value": float(np.mean(c)), "ci_low": v[0], "ci_high": v[1]}
+            lo, hi = metrics.bootstrap_ci(np.mean, x[t], n_boot=n_boot, seed=seed)
+            val = {"metric": "accuracy", "value": float(x[t].mean()), "ci_low": lo, "ci_high": hi}
         else:
-            c = metrics.correlation_ci([rows[t][i]["reward"] for i in ids], [rows[t][i]["score"] for i in ids],
-                                       "pearson", n_boot=n_boot, seed=seed)
+            c = metrics.correlation_ci(x[t], y, "pearson", n_boot=n_boot, seed=seed)
             val = {"metric": "pearson", "value": c["value"], "ci_low": c["ci_low"], "ci_high": c["ci_high"]}
-        scores.append({"benchmark": benchmark, "tag": t, "kind": kind, **val, "n": len(ids),
-                       "adapter_hash": flat[t]["provenance"].get("adapter_hash")})
-    value = {s["tag"]: s["value"] for s in scores}
+        scores.append({"benchmark": name, "tag": t, "kind": kind, **val, "n": n})
+    value = {sc["tag"]: sc["value"] for sc in scores}
     diffs = []
     for a, b in combinations(tags, 2):
-        base = {"benchmark": benchmark, "kind": kind, "a": a, "b": b, "metric": scores[0]["metric"],
-                "value_a": value[a], "value_b": value[b], "n": len(ids)}
+        base = {"benchmark": name, "kind": kind, "a": a, "b": b, "metric": scores[0]["metric"],
+                "value_a": value[a], "value_b": value[b], "n": n}
         if kind == "pairwise":
-            ca = np.array([rows[a][i]["correct"] for i in ids])
-            cb = np.array([rows[b][i]["correct"] for i in ids])
-            pb = metrics.paired_bootstrap(ca, cb, n_boot=n_boot, seed=seed)
-            mc = metrics.mcnemar(ca, cb)
+            pb, mc = metrics.paired_bootstrap(x[a], x[b], n_boot=n_boot, seed=seed), metrics.mcnemar(x[a], x[b])
             diffs.append({**base, "diff": pb["diff"], "ci_low": pb["ci_low"], "ci_high": pb["ci_high"],
                           "p_value": pb["p_value"], "mcnemar_p": mc["p_value"], "a_only": mc["a_only"],
                           "b_only": mc["b_only"]})
-        elif kind == "rating":
-            ra = np.array([rows[a][i]["reward"] for i in ids])
-            rb = np.array([rows[b][i]["reward"] for i in ids])
-            y = np.array([rows[a][i]["score"] for i in ids])
-
+        else:
             def stat(x1, x2, target):
                 return metrics.correlation(x1, target)[0] - metrics.correlation(x2, target)[0]
 
-            lo, hi = metrics.bootstrap_ci(stat, ra, rb, y, n_boot=n_boot, seed=seed)
-            diffs.append({**base, "diff": float(stat(ra, rb, y)), "ci_low": lo, "ci_high": hi, "p_value": None})
+            lo, hi = metrics.bootstrap_ci(stat, x[a], x[b], y, n_boot=n_boot, seed=seed)
+            diffs.append({**base, "diff": float(stat(x[a], x[b], y)), "ci_low": lo, "ci_high": hi, "p_value": None})
     return {"scores": scores, "differences": diffs}
+
+
+def compare(profile: str, benchmark: str, model: str, tags=("ft_flr", "flr", "direct"), ids=None,
+            n_boot: int = 2000, seed: int = 0) -> dict:
+    """Paired comparison of scorers on one benchmark from the result files of :func:`flrlib.benchmarks.run_benchmark`.
+
+    Returns ``{"scores": [{benchmark, tag, metric, value, ci_low, ci_high, n, adapter_hash}], "differences":
+    [{benchmark, a, b, metric, value_a, value_b, diff, ci_low, ci_high, p_value, n}]}``. Pairwise: ``diff`` =
+    accuracy(a) - accuracy(b), paired bootstrap CI of the per-pair correctness and a sign-flip permutation p-value
+    (plus McNemar). Rating: ``diff`` = Pearson(a) - Pearson(b) with a bootstrap CI that resamples rows jointly.
+    Rows are paired by id: ``ids`` (default: the rows of the first tag) must be in every tag's file - a file may
+    hold more rows, e.g. notebook 03's larger subset - otherwise a clear error says which. Per-tag values are
+    recomputed on these rows.
+    """
+    from .benchmarks import result_path
+    from .results import read_json
+
+    kind, per_tag, _ = _paired_rows(profile, benchmark, model, tags, ids)
+    out = _paired_stats(benchmark, kind, per_tag, n_boot, seed)
+    for sc in out["scores"]:
+        sc["adapter_hash"] = read_json(result_path(profile, benchmark, sc["tag"], model))["provenance"].get("adapter_hash")
+    return out
+
+
+def compare_pooled(profile: str, benchmarks: list[str], model: str, tags=("ft_flr", "flr", "direct"),
+                   ids: dict | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """:func:`compare` on the pairs of several pairwise benchmarks pooled (benchmark name ``"pairwise pooled
+    (k)"``): more pairs, tighter CIs than any single small subset. ``ids``: ``{benchmark: [ids]}``."""
+    per_tag = {t: [] for t in tags}
+    for b in benchmarks:
+        kind, rows, _ = _paired_rows(profile, b, model, tags, (ids or {}).get(b))
+        if kind != "pairwise":
+            raise ValueError(f"{b}: compare_pooled() pools pairwise benchmarks only, not {kind!r}")
+        for t in tags:
+            per_tag[t] += rows[t]
+    return _paired_stats(f"pairwise pooled ({len(benchmarks)})", "pairwise", per_tag, n_boot, seed)

@@ -316,6 +316,10 @@ def test_compare_reads_result_files_and_pairs_rows(tmp_path, monkeypatch):
     r = {(x["a"], x["b"]): x for x in fb.compare("unit", "rt", "m", n_boot=200)["differences"]}
     want = np.corrcoef(rewards["ft_flr"], target)[0, 1] - np.corrcoef(rewards["flr"], target)[0, 1]
     assert r[("ft_flr", "flr")]["diff"] == pytest.approx(want)
+    pooled = fb.compare_pooled("unit", ["pw", "pw"], "m", n_boot=200)  # the same 4 pairs twice: 8 pairs
+    assert pooled["scores"][0]["n"] == 8 and pooled["differences"][0]["diff"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="pairwise benchmarks only"):
+        fb.compare_pooled("unit", ["pw", "rt"], "m")
     sub = fb.compare("unit", "pw", "m", ids=["r0", "r1"], n_boot=200)  # a subset of the rows: values recomputed
     assert [s["value"] for s in sub["scores"]] == [1.0, 0.5, 0.0] and sub["differences"][0]["n"] == 2
     write_jsonl(result_path("unit", "pw", "flr", "m").with_suffix(".jsonl"), [{"id": "r0", "correct": 1}])
@@ -335,4 +339,17 @@ def test_score_or_reuse_keeps_a_covering_result_file(tiny, tmp_path, monkeypatch
     again = fb.score_or_reuse(direct, recs[:2], "toy", "unit", "direct", n_boot=50, progress=False)
     assert again["reused"] and again["n"] == 3  # the larger file covers the subset: not overwritten
     other = Scorer(tiny, None, ScoreConfig(scorer="direct", system_prompt="Be brief."), cache=None)
-    assert not fb.score_or_reuse(other, recs[:2], "toy", "unit", "direct", n_boot=50, progress=False)["reused"]
+    with pytest.raises(ValueError, match="different template_hash"):  # never clobbers notebook 03's file
+        fb.score_or_reuse(other, recs[:2], "toy", "unit", "direct", n_boot=50, progress=False)
+    assert not fb.score_or_reuse(other, recs[:2], "toy", "unit", "direct", overwrite=True, n_boot=50,
+                                 progress=False)["reused"]
+
+
+def test_eval_subsets_follow_notebook_03s_sizes(data_ready):
+    sets, reports = fb.eval_subsets(["hh_helpful_base", "prometheus_mt_bench"], 3, rating_examples=2, seed=0)
+    assert len(sets["hh_helpful_base"]) == 3 and len(sets["prometheus_mt_bench"]) == 2
+    from flrlib.data import load_benchmark
+
+    assert sets["hh_helpful_base"] == load_benchmark("hh_helpful_base", max_examples=3, seed=0)[0]
+    with pytest.raises(ValueError, match="not 'system'"):
+        fb.eval_subsets(["alpaca_eval_system"], 1)
