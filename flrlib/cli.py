@@ -50,38 +50,87 @@ def read_score_rows(path: str | Path) -> list[dict]:
     return rows
 
 
+def _shard() -> tuple[int, int, object, str | None]:
+    """``(index, count, wait_for_everyone, device)`` of this process.
+
+    Under ``accelerate launch`` (which sets ``WORLD_SIZE``) this is accelerate's ``PartialState``: each rank scores a
+    strided slice of the rows on its own device and rank 0 merges the parts. A plain run is ``(0, 1, no-op, None)``.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, (lambda: None), None
+    import torch
+    from accelerate import PartialState
+
+    st = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks (torchrun, mpirun) talk through gloo
+    return st.process_index, st.num_processes, st.wait_for_everyone, str(st.device)
+
+
+def _score_records(scorer, rows: list[dict]) -> list[dict]:
+    singles = [r for r in rows if not r["_pair"]]
+    pairs = [r for r in rows if r["_pair"]]
+    res_single = iter(scorer.score([r["messages"] for r in singles], desc="responses") if singles else [])
+    res_pairs = iter(scorer.score_pairs(pairs) if pairs else [])
+    prov, out = scorer.provenance, []
+    for r in rows:
+        if r["_pair"]:
+            s = next(res_pairs)
+            rec = {"id": r["id"], "chosen_reward": s["chosen"], "rejected_reward": s["rejected"],
+                   "prefers_chosen": s["chosen"] > s["rejected"]}
+        else:
+            s = next(res_single)
+            rec = {"id": r["id"], "reward": s["reward"], **({"categories": s["categories"]} if "categories" in s else {})}
+        out.append({**rec, "provenance": prov})
+    return out
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write atomically: a half-written file never replaces a good one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
 def cmd_score(a) -> int:
     from .models import load_model
-    from .scoring import ScoreConfig, Scorer
+    from .paths import cache_dir
+    from .scoring import ScoreConfig, Scorer, _slug
 
     rows = read_score_rows(a.input)
-    loaded = load_model(a.model, dtype=a.dtype, device=a.device, adapter=a.adapter)
+    index, count, wait_for_everyone, device = _shard()
+    out = Path(a.output)
+    loaded = load_model(a.model, dtype=a.dtype, device=device if device and a.device == "auto" else a.device,
+                        adapter=a.adapter)
     cfg = ScoreConfig(scorer=a.scorer, layout=a.layout, norm=a.norm, max_tokens=a.max_tokens,
                       batch_size=a.batch_size, chunk_size=a.chunk_size,
                       categories=a.categories.split(",") if a.categories else [])
-    scorer = Scorer(loaded, a.bank, cfg, cache=a.cache or "auto")
-    singles = [r for r in rows if not r["_pair"]]
-    pairs = [r for r in rows if r["_pair"]]
-    res_single = scorer.score([r["messages"] for r in singles], desc="responses") if singles else []
-    res_pairs = scorer.score_pairs(pairs) if pairs else []
-    out = Path(a.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    prov = scorer.provenance
-    with open(tmp, "w", encoding="utf-8") as fh:
-        it_s, it_p = iter(res_single), iter(res_pairs)
-        for r in rows:
-            if r["_pair"]:
-                s = next(it_p)
-                rec = {"id": r["id"], "chosen_reward": s["chosen"], "rejected_reward": s["rejected"],
-                       "prefers_chosen": s["chosen"] > s["rejected"]}
-            else:
-                s = next(it_s)
-                rec = {"id": r["id"], "reward": s["reward"],
-                       **({"categories": s["categories"]} if "categories" in s else {})}
-            fh.write(json.dumps({**rec, "provenance": prov}, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
-    print(f"wrote {len(rows)} rows to {out}")
+    cache = a.cache or "auto"
+    if count > 1:  # one cache file per rank: concurrent appends to one JSONL could interleave
+        base = Path(a.cache) if a.cache else cache_dir() / "scores" / f"{_slug(loaded.spec)}.jsonl"
+        cache = base.with_name(f"{base.stem}.rank{index}{base.suffix}")
+    scorer = Scorer(loaded, a.bank, cfg, cache=cache)
+    if count == 1:
+        _write_jsonl(out, _score_records(scorer, rows))
+        print(f"wrote {len(rows)} rows to {out}")
+        return 0
+    parts = [out.with_name(f"{out.name}.rank{i}-of-{count}") for i in range(count)]
+    _write_jsonl(parts[index], _score_records(scorer, rows[index::count]))
+    wait_for_everyone()
+    if index == 0:  # merge: row i was scored by rank i % count, at position i // count of its part
+        done = [[json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()] for p in parts]
+        merged = []
+        for i, r in enumerate(rows):
+            rec = done[i % count][i // count]
+            if rec["id"] != r["id"]:
+                raise RuntimeError(f"{parts[i % count]}: expected id {r['id']!r} at row {i // count}, got {rec['id']!r}")
+            merged.append(rec)
+        _write_jsonl(out, merged)
+        for p in parts:
+            p.unlink()
+        print(f"wrote {len(rows)} rows to {out} (merged from {count} processes)")
+    wait_for_everyone()
     return 0
 
 

@@ -23,7 +23,35 @@ def test_score_responses_and_pairs(tmp_path, data_ready):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert rows[0]["id"] == "a" and isinstance(rows[0]["reward"], float) and list(rows[0]["categories"]) == ["relevance"]
     assert rows[1]["prefers_chosen"] == (rows[1]["chosen_reward"] > rows[1]["rejected_reward"])
-    assert rows[0]["provenance"]["bank_hash"] and not (tmp_path / "out.jsonl.part").exists()
+    assert rows[0]["provenance"]["bank_hash"] and not (tmp_path / "out.jsonl.tmp").exists()
+
+
+def test_score_shards_across_processes_with_accelerate(tmp_path, data_ready):
+    """2 CPU processes (torchrun; on GPUs `accelerate launch --multi_gpu` starts the same ranks): accelerate's
+    PartialState gives each rank a strided slice, rank 0 merges the parts in input order."""
+    import os
+    import subprocess
+    import sys
+
+    msgs = [{"role": "user", "content": "Name a colour."}]
+    inp = _write(tmp_path / "in.jsonl", [{"id": f"r{i}", "messages": msgs + [{"role": "assistant", "content": c}]}
+                                         for i, c in enumerate(["Blue.", "Red!", "Green, like grass.", "Sky blue."
+                                                                "", "I do not know."])])
+    args = ["score", "--model", "random:tiny-llama", "--input", str(inp), "--categories", "relevance"]
+    assert main(args + ["--output", str(tmp_path / "one.jsonl"), "--cache", str(tmp_path / "c1.jsonl")]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29531", "-m", "flrlib.cli", *args,
+                          "--output", str(tmp_path / "two.jsonl"), "--cache", str(tmp_path / "c2.jsonl")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = [json.loads(x) for x in (tmp_path / "one.jsonl").read_text().splitlines()]
+    two = [json.loads(x) for x in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in two] == [f"r{i}" for i in range(5)]
+    assert [r["reward"] for r in two] == pytest.approx([r["reward"] for r in one], abs=1e-5)
+    assert sorted(p.name for p in tmp_path.glob("c2.rank*.jsonl")) == ["c2.rank0.jsonl", "c2.rank1.jsonl"]
+    assert not list(tmp_path.glob("two.jsonl.*"))  # parts merged and removed
 
 
 @pytest.mark.parametrize("line, msg", [
