@@ -83,19 +83,10 @@ def _score_records(scorer, rows: list[dict]) -> list[dict]:
     return out
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    """Write atomically: a half-written file never replaces a good one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def cmd_score(a) -> int:
     from .models import load_model
     from .paths import cache_dir
+    from .results import write_jsonl
     from .scoring import ScoreConfig, Scorer, _slug
 
     rows = read_score_rows(a.input)
@@ -112,11 +103,11 @@ def cmd_score(a) -> int:
         cache = base.with_name(f"{base.stem}.rank{index}{base.suffix}")
     scorer = Scorer(loaded, a.bank, cfg, cache=cache)
     if count == 1:
-        _write_jsonl(out, _score_records(scorer, rows))
+        write_jsonl(out, _score_records(scorer, rows))
         print(f"wrote {len(rows)} rows to {out}")
         return 0
     parts = [out.with_name(f"{out.name}.rank{i}-of-{count}") for i in range(count)]
-    _write_jsonl(parts[index], _score_records(scorer, rows[index::count]))
+    write_jsonl(parts[index], _score_records(scorer, rows[index::count]))
     wait_for_everyone()
     if index == 0:  # merge: row i was scored by rank i % count, at position i // count of its part
         done = [[json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()] for p in parts]
@@ -126,7 +117,7 @@ def cmd_score(a) -> int:
             if rec["id"] != r["id"]:
                 raise RuntimeError(f"{parts[i % count]}: expected id {r['id']!r} at row {i // count}, got {rec['id']!r}")
             merged.append(rec)
-        _write_jsonl(out, merged)
+        write_jsonl(out, merged)
         for p in parts:
             p.unlink()
         print(f"wrote {len(rows)} rows to {out} (merged from {count} processes)")
