@@ -5,7 +5,7 @@ Scores the same real conversations (HH-RLHF helpful-base test, chosen responses,
 
   loop    authors-style: one full forward per follow-up (flrlib.scoring.naive_logprobs, the test oracle)
   padded  all (context + follow-up) sequences of a conversation in one right-padded batch, no KV cache
-  engine  shared-prefix KV engine (flrlib.scoring.engine_logprobs) with length-sorted batching
+  engine  shared-prefix KV engine (flrlib.scoring.engine_logprobs): follow-ups packed over the prefix cache
   floor   one forward per conversation over context + all follow-up tokens (a lower bound on the work)
 
     python benchmarks/bench_engine.py [--n 20] [--model bundled:smollm2-135m-instruct] [--loop-followups 120]
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20, help="conversations")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--chunk-size", type=int, default=64)
+    ap.add_argument("--chunk-size", type=int, default=128, help="follow-ups packed per forward")
     ap.add_argument("--loop-followups", type=int, default=120)
     ap.add_argument("--json", help="also write the numbers to this file")
     a = ap.parse_args()

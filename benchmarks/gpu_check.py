@@ -94,7 +94,7 @@ def main() -> None:
                     "the H100 run used a copy of its files, as the GPU machine had no flrlib install)")
     ap.add_argument("--n", type=int, default=20, help="real conversations for the speed part")
     ap.add_argument("--batch-size", type=int, default=8, help="conversations per prefix forward (paper profile: 8)")
-    ap.add_argument("--chunk-size", type=int, default=120, help="follow-up rows per forward")
+    ap.add_argument("--chunk-size", type=int, default=128, help="follow-ups packed per forward")
     ap.add_argument("--loop-followups", type=int, default=24)
     ap.add_argument("--json", help="write all numbers to this file")
     ap.add_argument("--device", default="cuda", help="cpu only to try the script itself (with a small --model)")

@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     p.add_argument("--adapter", default=None)
     p.add_argument("--max-tokens", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--chunk-size", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=128, help="follow-ups packed per forward")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--device", default="auto")
     p.add_argument("--cache", default=None, help="score cache JSONL (default: under $FLR_CACHE_DIR)")

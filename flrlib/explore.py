@@ -404,7 +404,7 @@ class Explorer:
     def __init__(self, examples: list[dict] | None = None, model: str = BUNDLED, adapter: str | None = None,
                  bank: Bank | str = "paper", categories: list | None = None, layout: str = "base",
                  scorer: str = "flr", loaded=None, dtype: str = "auto", device: str = "auto", cache="auto",
-                 batch_size: int = 4, chunk_size: int = 64):
+                 batch_size: int = 4, chunk_size: int = 128):
         import ipywidgets as w
 
         self.examples = list(examples or [])

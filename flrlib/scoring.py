@@ -8,9 +8,11 @@ f_1..f_m, lp(f) = (1/m) sum_j log p(f_j | template(c), f_<j) (``norm="sum"`` dro
 R_k = mean_{f in pos_k} lp(f) - mean_{f in neg_k} lp(f); the reward is the mean of R_k over the chosen categories.
 
 Engine. The templated context is run once per conversation (left-padded batch of conversations, length-sorted,
-``logits_to_keep=1``): the last position gives log p(f_1 | context) for every follow-up. The remaining follow-up
-tokens run in right-padded chunks over a gathered copy of that prefix KV cache, so the context is never
-recomputed. ``naive`` (one full forward per follow-up) is the test oracle; ``padded`` batches full sequences
+``logits_to_keep=1``): the last position gives log p(f_1 | context) for every follow-up. The remaining tokens of
+up to ``chunk_size`` follow-ups are then packed back to back into ONE sequence over that conversation's prefix KV
+cache, with a block-diagonal causal 4D mask and position ids restarting after the prefix, so each follow-up sees
+the context and its own earlier tokens only. The context is never recomputed or copied per follow-up, and there
+is no padding. ``naive`` (one full forward per follow-up) is the test oracle; ``padded`` batches full sequences
 without a cache; ``floor`` (benchmark only) is one forward over the context plus all follow-up tokens.
 """
 from __future__ import annotations
@@ -67,45 +69,54 @@ def _gather_logprobs(logits, targets):
     return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
 
 
-def engine_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 64) -> list[list[np.ndarray]]:
-    """Shared-prefix KV engine for one batch of conversations (the caller sorts and batches them)."""
+def _packed_mask(key_mask, seg, off, dtype):
+    """Additive 4D mask (1, 1, Q, P+Q): each packed token sees the valid prefix positions and the earlier tokens of
+    its own target only (block-diagonal causal). Float, not bool: eager attention adds the mask to the scores."""
+    torch = _torch()
+    same = (seg[:, None] == seg[None, :]) & (off[None, :] <= off[:, None])
+    allowed = torch.cat([key_mask.bool()[None, :].expand(len(seg), -1), same], -1)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[None, None]
+
+
+def engine_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 128) -> list[list[np.ndarray]]:
+    """Shared-prefix engine for one batch of conversations (the caller sorts and batches them by prefix length)."""
     torch = _torch()
     from transformers import DynamicCache
 
+    if str(getattr(model.config, "_attn_implementation", "")).startswith("flash"):
+        raise ValueError("the FLR engine packs follow-ups with a custom 4D attention mask, which flash-attention "
+                         "kernels ignore; load the model with attn_implementation='sdpa' (the default) or 'eager'")
     dev = model.device
     ids, mask = _left_pad([e.prefix for e in encs], pad_id, dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    result = [[None] * len(e.targets) for e in encs]
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (B, V): log p(first target token | prefix)
+        first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()  # (B, V): log p(first target token | prefix)
         layers = [(k, v) for k, v, *_ in out.cache]
-        prefix_len = mask.sum(-1)
-        result = [[None] * len(e.targets) for e in encs]
-        rows = [(b, t) for b, e in enumerate(encs) for t in range(len(e.targets))]
-        rows.sort(key=lambda r: len(encs[r[0]].targets[r[1]]))  # length-sorted chunks: little padding
-        for s in range(0, len(rows), chunk_size):
-            chunk = rows[s: s + chunk_size]
-            tgts = [encs[b].targets[t] for b, t in chunk]
-            conv = torch.tensor([b for b, _ in chunk], device=dev)
-            head = first[conv, torch.tensor([t[0] for t in tgts], device=dev)]
-            rest = None
-            if max(len(t) for t in tgts) > 1:
-                inp, imask = _right_pad([t[:-1] or [pad_id] for t in tgts], pad_id, dev)
-                nxt, _ = _right_pad([t[1:] or [pad_id] for t in tgts], pad_id, dev)
-                cache = DynamicCache(ddp_cache_data=[(k[conv], v[conv]) for k, v in layers], config=model.config)
-                logits = model(
-                    input_ids=inp,
-                    attention_mask=torch.cat([mask[conv], imask], -1),
-                    position_ids=prefix_len[conv, None] + torch.arange(inp.shape[1], device=dev),
-                    cache=cache,
-                    use_cache=True,
-                ).logits
-                rest = _gather_logprobs(logits, nxt)
-                del cache, logits
-            head, rest = head.cpu().numpy(), None if rest is None else rest.cpu().numpy()
-            for i, ((b, t), tg) in enumerate(zip(chunk, tgts)):
-                lp = [head[i]] + ([] if rest is None else list(rest[i, : len(tg) - 1]))
-                result[b][t] = np.asarray(lp, dtype=np.float32)
+        for b, e in enumerate(encs):
+            prefix_len = int(mask[b].sum())
+            for s in range(0, len(e.targets), chunk_size):
+                tgts = e.targets[s: s + chunk_size]
+                inp = [x for t in tgts for x in t[:-1]]  # each target minus its last token, back to back
+                nxt = [x for t in tgts for x in t[1:]]
+                rest = np.zeros(0, dtype=np.float32)
+                if inp:
+                    seg = torch.tensor([j for j, t in enumerate(tgts) for _ in t[1:]], device=dev)
+                    off = torch.tensor([i for t in tgts for i in range(len(t) - 1)], device=dev)
+                    cache = DynamicCache(ddp_cache_data=[(k[b: b + 1], v[b: b + 1]) for k, v in layers],
+                                         config=model.config)
+                    logits = model(input_ids=torch.tensor([inp], device=dev),
+                                   attention_mask=_packed_mask(mask[b], seg, off, model.dtype),
+                                   position_ids=(prefix_len + off)[None], cache=cache, use_cache=True).logits
+                    rest = _gather_logprobs(logits, torch.tensor([nxt], device=dev))[0].cpu().numpy()
+                    del cache, logits
+                p = 0
+                for j, t in enumerate(tgts):
+                    lp = [float(first[b, t[0]])] + list(rest[p: p + len(t) - 1])
+                    result[b][s + j] = np.asarray(lp, dtype=np.float32)
+                    p += len(t) - 1
     return result
 
 
@@ -186,7 +197,7 @@ class ScoreConfig:
     system_prompt: str | None = None  # None: the template's own default (see flrlib.chat)
     max_tokens: int = 2048         # context budget; long contexts are truncated from the left
     batch_size: int = 4            # conversations per prefix forward
-    chunk_size: int = 64           # follow-up rows per forward (bounds memory at 8B scale)
+    chunk_size: int = 128          # follow-ups packed per forward (128: the paper's 120 in one pass)
     backend: str = "engine"        # engine | naive | padded
     categories: list = field(default_factory=list)  # empty = all categories of the bank
 
