@@ -76,6 +76,14 @@ def test_dpo_and_kto_train_save_adapter_provenance_and_curves(tiny, tmp_path):
     # the adapter loads through the one model loader and changes the policy
     lm = load_model(str(adapter), dtype="float32", device="cpu")
     assert lm.adapter and lm.provenance["adapter_hash"] == prov["adapter_hash"]
+    # evaluation samples from the merged adapter: the same greedy outputs as the unmerged policy
+    from flrlib.generate import GenConfig, generate
+
+    prompts = [{"id": "p0", "messages": [{"role": "user", "content": "Name a colour."}]}]
+    greedy = GenConfig(n=1, do_sample=False, max_new_tokens=8)
+    outs = align.policy_outputs("random:tiny-llama", {"dpo": str(adapter)}, prompts, greedy, tmp_path / "eval",
+                                device="cpu", dtype="float32", progress=False)
+    assert outs["dpo"]["p0"] == generate(lm, prompts, greedy, cache=None, progress=False)[0]["responses"][0]
     # same model, config and data: not retrained
     again = align.train("random:tiny-llama", pairs, tmp_path / "dpo", cfg, device="cpu", dtype="float32",
                         provenance={"data_file": "mem"})
