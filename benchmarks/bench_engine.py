@@ -6,7 +6,8 @@ Scores the same real conversations (HH-RLHF helpful-base test, chosen responses,
   loop    authors-style: one full forward per follow-up (flrlib.scoring.naive_logprobs, the test oracle)
   padded  all (context + follow-up) sequences of a conversation in one right-padded batch, no KV cache
   engine  shared-prefix KV engine (flrlib.scoring.engine_logprobs): follow-ups packed over the prefix cache
-  floor   one forward per conversation over context + all follow-up tokens (a lower bound on the work)
+  floor   one forward per conversation over context + all follow-up tokens (it also runs the LM head over the
+          context, which the engine skips, so the engine can come in under it)
 
     python benchmarks/bench_engine.py [--n 20] [--model bundled:smollm2-135m-instruct] [--loop-followups 120]
 

@@ -31,7 +31,6 @@ def test_engine_matches_naive_oracle(tiny, small_bank, convs, layout):
     assert _max_diff(padded_logprobs(tiny.model, encs, sc.pad_id, 16), oracle) <= 1e-4
 
 
-
 def test_engine_mask_works_with_eager_attention_and_refuses_flash(tiny, small_bank, convs):
     """The packed 4D mask is additive, so eager attention (which adds it to the scores) gives the oracle too."""
     sc, encs = _encs(tiny, small_bank, convs)
@@ -46,6 +45,7 @@ def test_engine_mask_works_with_eager_attention_and_refuses_flash(tiny, small_ba
     finally:
         tiny.model.config._attn_implementation = impl
         tiny.model.set_attn_implementation(impl)
+
 
 def test_batch_size_does_not_change_scores(tiny, paper_bank, convs):
     res = {}
