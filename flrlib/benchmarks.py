@@ -23,9 +23,22 @@ plus, by kind,
 and ``provenance`` (the scorer's provenance - model, adapter hash, dtype, template hash, bank hash, ... - plus
 ``seed``, ``max_examples``, ``n_boot``, the data report and the time written).
 
-Per-sample lines: pairwise ``{id, chosen, rejected, correct, category?, chosen_categories?, rejected_categories?}``;
-rating ``{id, score, reward, category?, categories?}``; system ``{model, id, prompt_id, reward, categories?}``.
-Interrupted runs resume: scores come from the scorer's cache.
+Length control (every scorer, every file; the unit is the response's length in M's tokens, see
+:func:`flrlib.chat.content_tokens`): pairwise records carry :func:`flrlib.metrics.pairwise_length_metrics` -
+``acc_chosen_longer``, ``acc_chosen_shorter``, ``acc_near_equal_length`` (with ``n_*``), ``acc_length_balanced``
+(mean of the longer/shorter strata; 0.5 for a pure length scorer), ``acc_length_residualised``,
+``length_agreement``, ``corr_margin_log_length_ratio`` and ``acc_length_heuristic`` (the "longer response wins"
+baseline on the same pairs), each with ``_ci_low``/``_ci_high``; rating records ``pearson_length`` (length alone
+vs the target) and ``partial_pearson_given_length``; system records ``pearson_length_elo`` (mean response length
+per model vs ELO) and ``partial_pearson_elo_given_length``.
+
+Per-sample lines: pairwise ``{id, chosen, rejected, correct, chosen_length, rejected_length, category?,
+chosen_categories?, rejected_categories?, chosen_followups?, rejected_followups?}``; rating ``{id, score, reward,
+length, category?, categories?, followups?}``; system ``{model, id, prompt_id, reward, length, categories?,
+followups?}``. ``*followups`` are the per-follow-up values (mean token log-prob; flr and legacy_repo) in bank order,
+described by the record's ``followup_layout`` (``[[category, polarity], ...]``), so bank ablations run from the
+result files (:func:`flrlib.metrics.bank_size_ablation`). Interrupted runs resume: scores come from the scorer's
+cache. The ``length`` scorer runs on every row of a benchmark (it needs no forward pass).
 """
 from __future__ import annotations
 
@@ -80,25 +93,41 @@ def _corr_block(prefix: str, x, y, n_boot: int, seed: int, methods=metrics.CORRE
     return out
 
 
+def _lengths(scorer, texts) -> np.ndarray:
+    from .chat import content_tokens
+
+    return np.array(content_tokens(scorer.tokenizer, texts), dtype=float)
+
+
+def _values(detail: dict) -> list[float]:
+    return [round(float(v), 6) for v in detail["followups"]]
+
+
 def _score_pairwise(scorer, records, n_boot, seed, progress, desc):
     res = scorer.score_pairs(records, progress=progress, desc=desc)
     ch, rj = np.array([s["chosen"] for s in res]), np.array([s["rejected"] for s in res])
+    lc, lr = _lengths(scorer, [r["chosen"] for r in records]), _lengths(scorer, [r["rejected"] for r in records])
     acc = metrics.accuracy_ci(ch, rj, n_boot=n_boot, seed=seed)
     correct = metrics.pairwise_correct(ch, rj)
     flat = {"metric": "accuracy", "value": acc["value"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"],
             "n": acc["n"], "ties": acc["ties"]}
+    lm = metrics.pairwise_length_metrics(ch, rj, lc, lr, n_boot=n_boot, seed=seed)
+    flat.update({k: v for k, v in lm.items() if k not in ("n", "ties") and not k.startswith("acc_ci") and k != "acc"})
     cats = list(res[0]["chosen_detail"].get("categories", {})) if res else []
     for c in cats:
         flat[f"category_{c}"] = metrics.pairwise_accuracy([s["chosen_detail"]["categories"][c] for s in res],
                                                           [s["rejected_detail"]["categories"][c] for s in res])["value"]
     rows = []
-    for r, s, ok in zip(records, res, correct):
-        row = {"id": r["id"], "chosen": s["chosen"], "rejected": s["rejected"], "correct": float(ok)}
+    for r, s, ok, a, b in zip(records, res, correct, lc, lr):
+        row = {"id": r["id"], "chosen": s["chosen"], "rejected": s["rejected"], "correct": float(ok),
+               "chosen_length": int(a), "rejected_length": int(b)}
         if r.get("category"):
             row["category"] = r["category"]
         if cats:
             row["chosen_categories"] = s["chosen_detail"]["categories"]
             row["rejected_categories"] = s["rejected_detail"]["categories"]
+            row["chosen_followups"] = _values(s["chosen_detail"])
+            row["rejected_followups"] = _values(s["rejected_detail"])
         rows.append(row)
     return flat, rows
 
@@ -106,20 +135,24 @@ def _score_pairwise(scorer, records, n_boot, seed, progress, desc):
 def _score_rating(scorer, records, n_boot, seed, progress, desc):
     res = scorer.score([_conv(r, r["response"]) for r in records], progress=progress, desc=desc)
     target, reward = np.array([r["score"] for r in records]), np.array([s["reward"] for s in res])
+    length = _lengths(scorer, [r["response"] for r in records])
     c = metrics.correlation_ci(reward, target, "pearson", n_boot=n_boot, seed=seed)
     flat = {"metric": "pearson", "value": c["value"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "n": c["n"],
             "p_value": c["p_value"]}
     flat.update(_corr_block("", reward, target, n_boot, seed, methods=("spearman", "kendall")))
+    lm = metrics.rating_length_metrics(reward, target, length, n_boot=n_boot, seed=seed)
+    flat.update({k: v for k, v in lm.items() if "length" in k})
     cats = list(res[0].get("categories", {})) if res else []
     for cat in cats:
         flat[f"category_{cat}"] = metrics.correlation([s["categories"][cat] for s in res], target, "pearson")[0]
     rows = []
-    for r, s in zip(records, res):
-        row = {"id": r["id"], "score": r["score"], "reward": s["reward"]}
+    for r, s, n in zip(records, res, length):
+        row = {"id": r["id"], "score": r["score"], "reward": s["reward"], "length": int(n)}
         if r.get("category"):
             row["category"] = r["category"]
         if cats:
             row["categories"] = s["categories"]
+            row["followups"] = _values(s)
         rows.append(row)
     return flat, rows
 
@@ -141,28 +174,34 @@ def system_correlations(model_means: dict, n_boot: int = 2000, seed: int = 0, el
 
 
 def _score_system(scorer, records, n_boot, seed, progress, desc):
+    from .data import arena_elo
+
     res = scorer.score([_conv(r, r["response"]) for r in records], progress=progress, desc=desc)
+    length = _lengths(scorer, [r["response"] for r in records])
     models = list(dict.fromkeys(r["model"] for r in records))
     by_model = {m: [s["reward"] for r, s in zip(records, res) if r["model"] == m] for m in models}
     means = {m: float(np.mean(v)) for m, v in by_model.items()}
+    mean_len = {m: float(np.mean([n for r, n in zip(records, length) if r["model"] == m])) for m in models}
     corr = system_correlations(means, n_boot=n_boot, seed=seed)
     flat = {"metric": "pearson_elo", "value": corr["pearson_elo"], "ci_low": corr["pearson_elo_ci_low"],
             "ci_high": corr["pearson_elo_ci_high"], "n": corr["n_elo"], "p_value": corr["pearson_elo_p_value"],
             "n_prompts": len({r["prompt_id"] for r in records}), **corr, "model_means": means}
+    lm = metrics.system_length_metrics(means, mean_len, arena_elo(), "_elo", n_boot=n_boot, seed=seed)
+    flat.update({k: v for k, v in lm.items() if "length" in k}, model_mean_lengths=mean_len)
     cats = list(res[0].get("categories", {})) if res else []
     if cats:
-        from .data import arena_elo
-
         elo = arena_elo()
         ms = [m for m in models if m in elo]
         for cat in cats:
             cm = [np.mean([s["categories"][cat] for r, s in zip(records, res) if r["model"] == m]) for m in ms]
             flat[f"category_{cat}"] = metrics.correlation(cm, [elo[m] for m in ms], "pearson")[0]
     rows = []
-    for r, s in zip(records, res):
-        row = {"model": r["model"], "id": r["id"], "prompt_id": r["prompt_id"], "reward": s["reward"]}
+    for r, s, n in zip(records, res, length):
+        row = {"model": r["model"], "id": r["id"], "prompt_id": r["prompt_id"], "reward": s["reward"],
+               "length": int(n)}
         if cats:
             row["categories"] = s["categories"]
+            row["followups"] = _values(s)
         rows.append(row)
     return flat, rows
 
@@ -179,8 +218,11 @@ def run_benchmark(scorer, records: list[dict], benchmark: str, profile: str, tag
     flat, rows = fn(scorer, records, n_boot, seed, progress, f"{benchmark} / {tag}")
     prov = scorer.provenance
     model = prov.get("model") or scorer.loaded.spec
+    layout = [[c, p] for c, p, _ in scorer.bank.items()] if scorer.bank is not None else None
     record = {"benchmark": benchmark, "kind": kind, "scorer": scorer.config.scorer, "tag": tag, "model": model,
               "model_slug": model_slug(model), "profile": profile, **flat,
+              "length_unit": "tokens of M (response content, no special tokens)",
+              **({"followup_layout": layout} if layout else {}),
               "seconds": round(time.time() - t0, 1),
               "provenance": {**prov, "seed": seed, "max_examples": max_examples, "n_boot": n_boot,
                              "data": report or {}, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}}
@@ -188,6 +230,26 @@ def run_benchmark(scorer, records: list[dict], benchmark: str, profile: str, tag
     write_jsonl(path.with_suffix(".jsonl"), rows)
     write_json(path, record)
     return record
+
+
+class SuiteResult(list):
+    """The flat records of :func:`run_suite`, plus ``skipped``: ``[{"benchmark", "reason"}]``."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.skipped: list[dict] = []
+
+
+def _skip_path(profile: str, benchmark: str):
+    return area(profile, AREA) / "skipped" / f"{model_slug(benchmark)}.json"
+
+
+def _skip(profile: str, benchmark: str, reason: str) -> dict:
+    """Record (print and write) a benchmark that cannot be run here."""
+    print(f"skipped {benchmark}: {reason}")
+    write_json(_skip_path(profile, benchmark), {"benchmark": benchmark, "reason": reason,
+                                                "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return {"benchmark": benchmark, "reason": reason}
 
 
 def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *, max_examples: int | None = None,
@@ -200,13 +262,19 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
     * ``max_examples``: pairs per pairwise benchmark (and rows per rating benchmark unless ``rating_examples``);
     * ``system_prompts``: prompts per model at system level; ``system_models``: only these AlpacaEval models;
     * ``sizes``: per-benchmark overrides ``{name: n}``;
+    * ``length`` (if in ``scorers``) scores every row of each benchmark, not the subset: it needs no forward pass;
     * ``legacy_max_examples``: rows for ``legacy_repo``, a subset of the same subset (0 skips it: it costs one
       full forward per follow-up; never run at system level);
     * ``categories``: a subset of the bank's categories (None: all); ``cache``: "auto", a path or None.
 
-    Returns the flat records.
+    A benchmark that cannot be had here (:class:`~flrlib.data.DataMissing`: Hub-only while offline, a failed
+    download, ...) is skipped with its reason - printed, written to
+    ``results/<profile>/reward_benchmarks/skipped/<benchmark>.json`` (``{benchmark, reason, written}``; removed
+    when the benchmark later runs) and listed in the result's ``skipped`` - and the rest still run.
+
+    Returns the flat records (a list; ``.skipped`` holds ``{"benchmark", "reason"}`` per skipped benchmark).
     """
-    from .data import load_benchmark, select_subset
+    from .data import DataMissing, load_benchmark, select_subset
     from .followups import load_bank
     from .scoring import ScoreConfig, Scorer
 
@@ -214,9 +282,14 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
     cfg = {"batch_size": batch_size, "categories": list(categories or [])}
     made = {s: Scorer(loaded, bank, ScoreConfig(scorer=s, **cfg), cache=cache) for s in scorers
             if not (s == "legacy_repo" and legacy_max_examples == 0)}
-    out = []
+    out = SuiteResult()
     for name in benchmarks:
-        records, report = load_benchmark(name, max_examples=None, seed=seed)
+        try:
+            records, report = load_benchmark(name, max_examples=None, seed=seed)
+        except DataMissing as e:
+            out.skipped.append(_skip(profile, name, str(e)))
+            continue
+        _skip_path(profile, name).unlink(missing_ok=True)
         if report["kind"] == "system" and system_models:
             records = [r for r in records if r["model"] in set(system_models)]
         n = {"system": system_prompts, "rating": max_examples if rating_examples is None else rating_examples
@@ -229,6 +302,8 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
             if s == "legacy_repo" and report["kind"] == "system":
                 continue  # one full forward per follow-up x 17 models: not worth it at system level
             rows, m = subset, n
+            if s == "length":  # no forward pass: every row of the benchmark
+                rows, m = records, None
             if s == "legacy_repo" and legacy_max_examples is not None:
                 m = legacy_max_examples if n is None else min(n, legacy_max_examples)
                 rows = select_subset(subset, m, seed, key=key)

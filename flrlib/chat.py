@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from .messages import check_messages  # noqa: F401 - re-exported: the one message validator
+
 FEEDBACK_REQUEST = "Please ask me a question and provide feedback to my answer."
 LAYOUTS = ("base", "feedback")
 _SENTINEL = "\ue000FLR_TARGET\ue001"
@@ -26,16 +28,6 @@ _SENTINEL = "\ue000FLR_TARGET\ue001"
 
 class TemplateError(ValueError):
     """The chat template does not render a stable prefix for the target (scores would be wrong)."""
-
-
-def check_messages(messages, where: str = "messages") -> None:
-    if not isinstance(messages, list) or not messages:
-        raise ValueError(f"{where}: expected a non-empty list of {{'role', 'content'}} messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
-            raise ValueError(f"{where}[{i}]: 'role' must be system, user or assistant (got {m!r:.80})")
-        if not isinstance(m.get("content"), str):
-            raise ValueError(f"{where}[{i}]: 'content' must be a string")
 
 
 def flr_context(conversation: list[dict], layout: str = "base") -> tuple[list[dict], str]:
@@ -55,6 +47,17 @@ def flr_context(conversation: list[dict], layout: str = "base") -> tuple[list[di
             {"role": "user", "content": conversation[-1]["content"]},
         ], "assistant"
     raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def content_tokens(tokenizer, texts) -> list[int]:
+    """Length of each text in the tokenizer's tokens: the stripped text, no special tokens, at least 1.
+
+    The unit of the ``length`` scorer and of every length control in the result files (a response's length as M
+    reads it, independent of the chat template)."""
+    texts = [t.strip() for t in texts]
+    if not texts:
+        return []
+    return [max(1, len(ids)) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def render(tokenizer, messages: list[dict], system_prompt: str | None = None) -> str:
@@ -117,12 +120,15 @@ def encode(tokenizer, context: list[dict], role: str, targets: list[str], system
            max_tokens: int | None = None) -> Encoded:
     """Tokenise ``context + [role: target]`` for each target and split at the shared prefix.
 
-    If ``len(prefix) + longest target > max_tokens``, whole earlier turns are dropped from the left (keeping a
-    system message and the last ``[prompt, response]`` pair), then the prompt just before the protected tail is
-    cut from the left. The last context message (the response being scored, or r in the feedback layout) and the
-    targets are never cut; if they alone exceed the budget the row is flagged ``over_budget``.
+    If ``len(prefix) + longest target > max_tokens``, whole earlier turn pairs are dropped from the left, then the
+    message just before the protected last one (the prompt) is cut from the left. Never dropped or cut: a system
+    message, the feedback layout's fixed request (its first user turn, :data:`FEEDBACK_REQUEST`), the last context
+    message (the response being scored, or r in the feedback layout) and the targets. So the feedback layout
+    ``[request, p, r]`` keeps the request and r and cuts p from the left; the base layout drops earlier
+    ``(user, assistant)`` pairs, then cuts the last prompt. If the protected part alone exceeds the budget the row
+    is flagged ``over_budget``.
     """
-    check_messages(context, "context") if context else None
+    check_messages(list(context) + [{"role": role, "content": ""}], "context") if context else None
     enc = _encode_once(tokenizer, context, role, targets, system_prompt)
     longest = max(len(t) for t in enc.targets)
     if max_tokens is None or len(enc.prefix) + longest <= max_tokens:
@@ -130,7 +136,9 @@ def encode(tokenizer, context: list[dict], role: str, targets: list[str], system
     original = len(enc.prefix)
     msgs = list(context)
     head = 1 if msgs and msgs[0]["role"] == "system" else 0
-    # 1) drop whole (user, assistant) turn pairs from the left, never the last two messages
+    if len(msgs) > head and msgs[head]["role"] == "user" and msgs[head]["content"] == FEEDBACK_REQUEST:
+        head += 1  # the feedback layout's fixed request is part of the layout, not of the conversation
+    # 1) drop whole turn pairs from the left, never the protected head nor the last two messages
     while len(msgs) - head > 2 and len(enc.prefix) + longest > max_tokens:
         msgs = msgs[:head] + msgs[head + 2:]
         enc = _encode_once(tokenizer, msgs, role, targets, system_prompt)

@@ -12,39 +12,64 @@ class InputError(ValueError):
     """A malformed input row; the message names the file, line and field."""
 
 
+def _lines(path: Path):
+    """``(line number, text)`` of a text file, decoded line by line so that a bad byte is reported with its line."""
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not a JSONL file")
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = f"byte {raw[e.start]:#04x} at column {e.start + 1}"
+                raise InputError(f"{path}:{n}: not valid UTF-8 ({bad})") from None
+
+
 def read_score_rows(path: str | Path) -> list[dict]:
     """Read `flr score` input: ``{"id", "messages"}`` (last message = response) or ``{"id", "messages", "chosen",
-    "rejected"}`` (messages = context). Errors name the file, line and field."""
+    "rejected"}`` (messages = context, ending with the user turn answered). Errors name the file, line and field.
+
+    ``id`` (optional, default ``row<line>``) must be a unique string. Each row gets ``_pair`` and ``_line``.
+    """
     from .chat import check_messages
 
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{n}: expected a JSON object")
-            if "messages" not in row:
-                raise InputError(f"{path}:{n}: missing field 'messages'")
-            try:
-                check_messages(row["messages"], "messages")
-            except ValueError as e:
-                raise InputError(f"{path}:{n}: field {e}") from None
-            pair = "chosen" in row or "rejected" in row
-            if pair:
-                for side in ("chosen", "rejected"):
-                    if not isinstance(row.get(side), str) or not row[side].strip():
-                        raise InputError(f"{path}:{n}: field '{side}' must be a non-empty string")
-            elif row["messages"][-1]["role"] != "assistant" or not row["messages"][-1]["content"].strip():
-                raise InputError(f"{path}:{n}: field 'messages': the last message must be the (non-empty) assistant "
-                                 "response to score, or give 'chosen' and 'rejected'")
-            row.setdefault("id", f"row{n}")
-            row["_pair"] = pair
-            rows.append(row)
+    path = Path(path)
+    rows, seen = [], {}
+    for n, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{n}: expected a JSON object")
+        if "messages" not in row:
+            raise InputError(f"{path}:{n}: missing field 'messages'")
+        try:
+            check_messages(row["messages"], "messages")
+        except ValueError as e:
+            raise InputError(f"{path}:{n}: field {e}") from None
+        pair = "chosen" in row or "rejected" in row
+        if pair:
+            for side in ("chosen", "rejected"):
+                if not isinstance(row.get(side), str) or not row[side].strip():
+                    raise InputError(f"{path}:{n}: field '{side}' must be a non-empty string")
+            if row["messages"][-1]["role"] != "user":
+                raise InputError(f"{path}:{n}: field 'messages': in a chosen/rejected row the messages are the context "
+                                 f"and must end with the user turn being answered (the last one is "
+                                 f"{row['messages'][-1]['role']!r})")
+        elif row["messages"][-1]["role"] != "assistant" or not row["messages"][-1]["content"].strip():
+            raise InputError(f"{path}:{n}: field 'messages': the last message must be the (non-empty) assistant "
+                             "response to score, or give 'chosen' and 'rejected'")
+        if "id" in row and (not isinstance(row["id"], str) or not row["id"].strip()):
+            raise InputError(f"{path}:{n}: field 'id' must be a non-empty string (got {row['id']!r:.60})")
+        row.setdefault("id", f"row{n}")
+        if row["id"] in seen:
+            raise InputError(f"{path}:{n}: field 'id': {row['id']!r:.60} is already the id of line {seen[row['id']]}")
+        seen[row["id"]] = n
+        row["_pair"], row["_line"] = pair, n
+        rows.append(row)
     if not rows:
         raise InputError(f"{path}: no rows")
     return rows
@@ -65,64 +90,145 @@ def _shard() -> tuple[int, int, object, str | None]:
     return st.process_index, st.num_processes, st.wait_for_everyone, str(st.device)
 
 
-def _score_records(scorer, rows: list[dict]) -> list[dict]:
+def _score_records(scorer, rows: list[dict], where: str) -> list[dict]:
+    """Output records in input order; a sequence too long for the model is reported with its file, line and id."""
+    from .scoring import TooLong
+
     singles = [r for r in rows if not r["_pair"]]
     pairs = [r for r in rows if r["_pair"]]
-    res_single = iter(scorer.score([r["messages"] for r in singles], desc="responses") if singles else [])
-    res_pairs = iter(scorer.score_pairs(pairs) if pairs else [])
+    try:
+        res_single = iter(scorer.score([r["messages"] for r in singles], desc="responses") if singles else [])
+        res_pairs = iter(scorer.score_pairs(pairs) if pairs else [])
+    except TooLong as e:
+        r = (singles if e.side is None else pairs)[e.index]
+        side = f" ({e.side})" if e.side else ""
+        raise InputError(f"{where}:{r['_line']}: row {r['id']!r}{side}: {e.detail}") from None
     prov, out = scorer.provenance, []
     for r in rows:
         if r["_pair"]:
             s = next(res_pairs)
             rec = {"id": r["id"], "chosen_reward": s["chosen"], "rejected_reward": s["rejected"],
                    "prefers_chosen": s["chosen"] > s["rejected"]}
+            for side in ("chosen", "rejected"):
+                d = s[f"{side}_detail"]
+                rec[f"{side}_truncated_tokens"] = d.get("truncated_tokens", 0)
+                rec[f"{side}_over_budget"] = d.get("over_budget", False)
         else:
             s = next(res_single)
-            rec = {"id": r["id"], "reward": s["reward"], **({"categories": s["categories"]} if "categories" in s else {})}
+            rec = {"id": r["id"], "reward": s["reward"], **({"categories": s["categories"]} if "categories" in s else {}),
+                   "truncated_tokens": s.get("truncated_tokens", 0), "over_budget": s.get("over_budget", False)}
         out.append({**rec, "provenance": prov})
     return out
 
 
+def _truncation_warning(records: list[dict], max_tokens: int) -> str | None:
+    """One line counting the sequences whose context was cut and those over the budget (None if there are none)."""
+    cut = over = total = n = 0
+    for rec in records:
+        for pre in (("chosen_", "rejected_") if "chosen_reward" in rec else ("",)):
+            n += 1
+            t = rec.get(f"{pre}truncated_tokens", 0)
+            cut, total, over = cut + (t > 0), total + t, over + bool(rec.get(f"{pre}over_budget"))
+    if not cut and not over:
+        return None
+    return (f"warning: {cut} of {n} scored sequences had their context cut from the left ({total} tokens in all) and "
+            f"{over} were over --max-tokens {max_tokens} (their response and follow-up alone exceed it; scored "
+            "whole): see the truncated_tokens / over_budget fields of the output")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def _check_target(path: Path, what: str) -> None:
+    """A file path we will write: not a directory, and its nearest existing folder is writable."""
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a directory; give a file path")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"{what} {path}: cannot create files in {parent}")
+
+
 def cmd_score(a) -> int:
+    from .followups import load_bank
     from .models import load_model
     from .paths import cache_dir
     from .results import write_jsonl
-    from .scoring import ScoreConfig, Scorer, _slug
+    from .scoring import NO_BANK, ScoreConfig, Scorer, _slug
 
+    # everything that can be checked without the model is checked first
     rows = read_score_rows(a.input)
-    index, count, wait_for_everyone, device = _shard()
     out = Path(a.output)
+    _check_target(out, "--output")
+    if a.cache:
+        _check_target(Path(a.cache), "--cache")
+    cats = [c.strip() for c in a.categories.split(",") if c.strip()] if a.categories else []
+    cfg = ScoreConfig(scorer=a.scorer, layout=a.layout, norm=a.norm, max_tokens=a.max_tokens,
+                      batch_size=a.batch_size, chunk_size=a.chunk_size, categories=cats)
+    bank = None
+    if a.scorer not in NO_BANK:
+        bank = load_bank(a.bank)  # parse errors name the file (and line)
+        bank.select(cats)  # unknown categories are named here (the Scorer selects them)
+    index, count, wait_for_everyone, device = _shard()
     loaded = load_model(a.model, dtype=a.dtype, device=device if device and a.device == "auto" else a.device,
                         adapter=a.adapter)
-    cfg = ScoreConfig(scorer=a.scorer, layout=a.layout, norm=a.norm, max_tokens=a.max_tokens,
-                      batch_size=a.batch_size, chunk_size=a.chunk_size,
-                      categories=a.categories.split(",") if a.categories else [])
     cache = a.cache or "auto"
-    if count > 1:  # one cache file per rank: concurrent appends to one JSONL could interleave
+    if count > 1:  # one cache file per rank, so that a re-run with the same ranks resumes each one's part
         base = Path(a.cache) if a.cache else cache_dir() / "scores" / f"{_slug(loaded.spec)}.jsonl"
         cache = base.with_name(f"{base.stem}.rank{index}{base.suffix}")
-    scorer = Scorer(loaded, a.bank, cfg, cache=cache)
+    scorer = Scorer(loaded, bank, cfg, cache=cache)
+    try:
+        if count == 1:
+            records = _score_records(scorer, rows, a.input)
+        else:
+            part = out.with_name(f"{out.name}.rank{index}-of-{count}")
+            write_jsonl(part, _score_records(scorer, rows[index::count], a.input))
+    except KeyboardInterrupt:  # every finished row is already in the cache
+        c = scorer.cache
+        print(f"interrupted: {c.written} new scores were saved to the cache {c.path} ({len(c)} in it); re-run the "
+              "same command to resume (only the missing rows are computed)", file=sys.stderr)
+        return 130
     if count == 1:
-        write_jsonl(out, _score_records(scorer, rows))
+        write_jsonl(out, records)
         print(f"wrote {len(rows)} rows to {out}")
-        return 0
-    parts = [out.with_name(f"{out.name}.rank{i}-of-{count}") for i in range(count)]
-    write_jsonl(parts[index], _score_records(scorer, rows[index::count]))
-    wait_for_everyone()
-    if index == 0:  # merge: row i was scored by rank i % count, at position i // count of its part
-        done = [[json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()] for p in parts]
-        merged = []
-        for i, r in enumerate(rows):
-            rec = done[i % count][i // count]
-            if rec["id"] != r["id"]:
-                raise RuntimeError(f"{parts[i % count]}: expected id {r['id']!r} at row {i // count}, got {rec['id']!r}")
-            merged.append(rec)
-        write_jsonl(out, merged)
-        for p in parts:
-            p.unlink()
-        print(f"wrote {len(rows)} rows to {out} (merged from {count} processes)")
-    wait_for_everyone()
+    else:
+        wait_for_everyone()
+        if index == 0:
+            records = _merge(out, rows, count)
+            print(f"wrote {len(rows)} rows to {out} (merged from {count} processes)")
+        wait_for_everyone()
+        if index != 0:
+            return 0
+    warning = _truncation_warning(records, a.max_tokens)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
+
+
+def _merge(out: Path, rows: list[dict], count: int) -> list[dict]:
+    """Rank 0 merges the parts: row i was scored by rank i % count, at position i // count of its part."""
+    from .results import write_jsonl
+
+    parts = [out.with_name(f"{out.name}.rank{i}-of-{count}") for i in range(count)]
+    done = [[json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()] for p in parts]
+    merged = []
+    for i, r in enumerate(rows):
+        rec = done[i % count][i // count]
+        if rec["id"] != r["id"]:
+            raise RuntimeError(f"{parts[i % count]}: expected id {r['id']!r} at row {i // count}, got {rec['id']!r}")
+        merged.append(rec)
+    write_jsonl(out, merged)
+    for p in parts:
+        p.unlink()
+    return merged
 
 
 def cmd_data(a) -> int:
@@ -142,13 +248,16 @@ def cmd_setup(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    from .reproduce import NotebookFailed, run
+    from .reproduce import Interrupted, NotebookFailed, run
 
     try:
         run(a.profile, only=a.only, force=a.force)
     except NotebookFailed as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        print(e, file=sys.stderr)  # "interrupted in 03_reward_benchmarks; re-run the same command to resume"
+        return 130
     return 0
 
 
@@ -169,16 +278,19 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="bundled:smollm2-135m-instruct")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--scorer", default="flr", choices=["flr", "direct", "legacy_repo"])
+    p.add_argument("--scorer", default="flr", choices=["flr", "direct", "legacy_repo", "length"],
+                   help="length: the response's length in M's tokens (the length-only baseline; no forward pass)")
     p.add_argument("--bank", default=None, help="bank JSON/YAML (default: the paper's bank in the data folder)")
     p.add_argument("--categories", default="", help="comma-separated subset of the bank's categories")
     p.add_argument("--layout", default="base", choices=["base", "feedback"])
     p.add_argument("--norm", default="mean", choices=["mean", "sum"])
     p.add_argument("--adapter", default=None)
-    p.add_argument("--max-tokens", type=int, default=2048)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--chunk-size", type=int, default=128, help="follow-ups packed per forward")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--max-tokens", type=_positive_int, default=2048,
+                   help="context budget in tokens; longer contexts are cut from the left (reported in the output)")
+    p.add_argument("--batch-size", type=_positive_int, default=4)
+    p.add_argument("--chunk-size", type=_positive_int, default=128, help="follow-ups packed per forward")
+    p.add_argument("--dtype", default="auto",
+                   choices=["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"])
     p.add_argument("--device", default="auto")
     p.add_argument("--cache", default=None, help="score cache JSONL (default: under $FLR_CACHE_DIR)")
     p.set_defaults(fn=cmd_score)
@@ -189,12 +301,18 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="re-run notebooks even if unchanged")
     p.set_defaults(fn=cmd_reproduce)
 
-    a = ap.parse_args(argv)
+    try:
+        a = ap.parse_args(argv)
+    except SystemExit as e:  # usage errors (already printed) and --help
+        return e.code if isinstance(e.code, int) else 2
     try:
         return a.fn(a)
-    except (InputError, FileNotFoundError, ValueError) as e:
+    except (InputError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except RuntimeError as e:
         if type(e).__name__ in ("ModelNotAvailable", "DataMissing", "TemplateError"):
             print(f"error: {e}", file=sys.stderr)

@@ -32,9 +32,11 @@ import pandas as pd
 from .chat import TemplateError
 from .followups import Bank, load_bank
 from .models import BUNDLED, ModelNotAvailable, load_model
-from .scoring import SCORERS, ScoreConfig, Scorer
+from .scoring import ScoreConfig, Scorer
 
 SCORER_NAMES = {"flr": "FLR", "direct": "Direct", "legacy_repo": "legacy (repo arithmetic)"}
+# the scorers offered in the dropdown (the length baseline is not a likelihood: the table shows each length)
+SCORERS = tuple(SCORER_NAMES)
 EXPECTED_ERRORS = (ValueError, KeyError, FileNotFoundError, ModelNotAvailable, TemplateError, OSError)
 
 

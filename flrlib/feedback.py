@@ -13,8 +13,9 @@ Read top to bottom:
 3. **Rewriting** critiques into follow-ups: :mod:`flrlib.rewrite`.
 4. **Training examples** (:func:`sft_example`): the role-swapped ``feedback`` layout of the scorer, built by the
    same code (:func:`flrlib.chat.flr_context` + :func:`flrlib.chat.encode`): user = the fixed feedback request,
-   assistant = p, user = r, assistant = the follow-up. Token ids are exactly the scorer's prefix + target (plus the
-   template's end-of-turn tokens); labels are ``-100`` everywhere except the final assistant turn.
+   assistant = p, user = r, assistant = the follow-up f. Token ids are exactly the scorer's prefix + target (plus the
+   template's end-of-turn tokens); labels are ``-100`` everywhere except f and its end-of-turn tokens - the
+   assistant turn p is masked too (:data:`LOSS_MASK`).
 5. **LoRA SFT** with TRL's ``SFTTrainer`` (:func:`train_adapter`). The pre-tokenised ``input_ids``/``labels``
    columns are used as they are by TRL 1.16 (no re-tokenisation, no ``completion_only_loss`` re-masking), so the
    masks tested in ``tests/test_feedback.py`` are the masks trained with. The adapter folder holds
@@ -24,11 +25,14 @@ Read top to bottom:
 7. **FT-FLR vs FLR vs Direct** on the same rows: :func:`score_or_reuse` (FLR/Direct result files of notebook 03 are
    reused when they cover the rows) and :func:`compare` (paired bootstrap CIs, from result files only).
 
-Paper profile (:data:`PAPER_LORA`, :data:`PAPER_TRAIN`): the paper fine-tunes with LLaMA-Factory v0.8.3 and its
-defaults - LoRA rank 8, alpha 16 (= 2 x rank), dropout 0, all linear layers (``lora_target: all``), loss on the
-response only (``train_on_prompt: false``), ``cutoff_len`` 1024. Optimiser settings are those of LLaMA-Factory's
-example LoRA SFT config (lr 1e-4, 3 epochs, cosine schedule, 10 % warm-up, batch 1 x 8 accumulation); the paper
-does not list them.
+Paper profile (:data:`PAPER_LORA`, :data:`PAPER_TRAIN`, :data:`RECIPE`): the paper fine-tunes with LLaMA-Factory
+v0.8.3; the LoRA settings are its defaults - rank 8, alpha 16 (= 2 x rank), dropout 0, all linear layers
+(``lora_target: all``), ``cutoff_len`` 1024. The loss mask is *not* LLaMA-Factory's default: here the loss is on the
+final assistant turn (the follow-up f, plus its end-of-turn tokens) only. LLaMA-Factory v0.8.3 masks only the user
+turns (``train_on_prompt: false``, ``mask_history: false``), so in this role-swapped layout it would also train on
+the assistant turn p. Both are defensible; this one trains M on exactly the tokens FT-FLR scores. Optimiser
+settings are those of LLaMA-Factory's example LoRA SFT config (lr 1e-4, 3 epochs, cosine schedule, 10 % warm-up,
+batch 1 x 8 accumulation); the paper does not list them.
 """
 from __future__ import annotations
 
@@ -45,6 +49,11 @@ from .chat import encode, flr_context, render, template_hash
 from .paths import cache_dir
 
 LAYOUT = "feedback"  # the training layout is the scorer's feedback layout, always
+LOSS_MASK = ("loss on the final assistant turn (the follow-up f) and its end-of-turn tokens only; the feedback "
+             "request, the assistant turn p and the user turn r are masked (-100). LLaMA-Factory v0.8.3 with its "
+             "default mask_history=False would also train on the assistant turn p of this role-swapped layout")
+RECIPE = ("paper profile: LLaMA-Factory v0.8.3 LoRA defaults (rank 8, alpha 16, dropout 0, lora_target all = all "
+          "linear layers, cutoff_len 1024) with TRL SFTTrainer; " + LOSS_MASK)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -210,7 +219,10 @@ def _end_of_turn(tokenizer, context, role, followup, system_prompt) -> list[int]
 
 def sft_example(tokenizer, row: dict, max_length: int = 1024, system_prompt: str | None = None) -> dict:
     """One training example: ``{"input_ids", "labels", "prompt_tokens", "target_tokens", "truncated_tokens",
-    "over_budget"}``. Long prompts are cut from the left exactly as the scorer cuts them (:func:`chat.encode`)."""
+    "over_budget"}``. Long prompts are cut from the left exactly as the scorer cuts them (:func:`chat.encode`).
+
+    ``labels`` are ``-100`` on the whole prefix (feedback request, p, r and the template tokens around them) and equal
+    ``input_ids`` on the follow-up f and its end-of-turn tokens: :data:`LOSS_MASK`."""
     context, role = flr_context(training_conversation(row), LAYOUT)
     eot = _end_of_turn(tokenizer, context, role, row["followup"], system_prompt)
     enc = encode(tokenizer, context, role, [row["followup"]], system_prompt, max_tokens=max_length - len(eot))
@@ -382,8 +394,7 @@ def train_adapter(data: SFTData, model: str, lora: LoraSettings = PAPER_LORA, tr
                 "dtype": str(loaded.model.dtype).replace("torch.", ""), "trainable_params": n_trainable,
                 "global_steps": out.global_step, "train_loss": out.training_loss,
                 "train_runtime_s": out.metrics.get("train_runtime"),
-                "recipe": "paper profile = LLaMA-Factory v0.8.3 defaults: LoRA rank 8, alpha 16, dropout 0, "
-                          "lora_target all (all linear layers), loss on the final assistant turn only",
+                "recipe": RECIPE, "loss_mask": LOSS_MASK,
                 "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                              "trl": trl.__version__, "peft": peft.__version__},
                 **(extra_provenance or {})}

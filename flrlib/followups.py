@@ -2,6 +2,9 @@
 
 The paper's bank (6 categories x 10 positive + 10 negative) is data, provided by the data step as
 ``<data>/paper/followups.json`` (byte-exact copy of the authors' ``utils.py`` lists, in-list duplicates kept).
+
+``Bank.hash`` identifies the bank *in order*: per-follow-up values are stored (and cached) in :meth:`Bank.items`
+order, so two banks with the same lists in another category order are different banks.
 """
 from __future__ import annotations
 
@@ -10,9 +13,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .files import BadFile, read_json
 from .paths import data_dir
 
 PAPER_CATEGORIES = ("understanding", "relevance", "correctness", "engagingness", "informativeness", "following")
+
+
+class UnknownCategory(KeyError, ValueError):
+    """Categories asked for that the bank does not have (a ValueError for callers, a KeyError as before)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,8 @@ class Bank:
 
     @property
     def hash(self) -> str:
-        blob = json.dumps(self.categories, sort_keys=True, ensure_ascii=False).encode()
+        """Hash of the ordered (category, polarity, text) items: values are stored in this order."""
+        blob = json.dumps(self.items(), ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def items(self) -> list[tuple[str, str, str]]:
@@ -38,7 +50,7 @@ class Bank:
             return self
         missing = [c for c in categories if c not in self.categories]
         if missing:
-            raise KeyError(f"Bank {self.name!r} has no categories {missing}; it has {list(self.categories)}")
+            raise UnknownCategory(f"Bank {self.name!r} has no categories {missing}; it has {list(self.categories)}")
         return Bank(f"{self.name}[{','.join(categories)}]", {c: self.categories[c] for c in categories}, self.source)
 
     def deduplicated(self) -> "Bank":
@@ -61,6 +73,27 @@ def _validate(cats, path) -> dict:
     return cats
 
 
+def _read_yaml(path: Path):
+    """A YAML document; errors name the file and line (like :func:`flrlib.files.read_json`)."""
+    import yaml
+
+    if path.is_dir():
+        raise BadFile(f"{path} is a directory, not a file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise BadFile(f"{path}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        what = getattr(e, "problem", None) or type(e).__name__
+        raise BadFile(f"{where}: not valid YAML ({what})") from None
+
+
 def load_bank(path: str | Path | None = None, categories=None, dedup: bool = False) -> Bank:
     """Load a bank. ``None`` or ``"paper"`` loads the paper's bank from the data folder.
 
@@ -75,13 +108,7 @@ def load_bank(path: str | Path | None = None, categories=None, dedup: bool = Fal
     else:
         path = Path(path)
         name = path.stem
-    text = Path(path).read_text(encoding="utf-8")
-    if str(path).endswith((".yaml", ".yml")):
-        import yaml
-
-        raw = yaml.safe_load(text)
-    else:
-        raw = json.loads(text)
+    raw = _read_yaml(path) if str(path).endswith((".yaml", ".yml")) else read_json(path)
     cats = raw.get("categories", raw) if isinstance(raw, dict) else raw
     bank = Bank(name, _validate(cats, path), source=raw.get("source", str(path)) if isinstance(raw, dict) else str(path))
     bank = bank.select(categories) if categories else bank

@@ -23,8 +23,9 @@ The prompt text is AlpacaEval's ``evaluators_configs/alpaca_eval_clf_gpt4_turbo/
 below (a test checks they are identical when the package is there).
 
 Metrics (:func:`win_rates`): win rate = mean ``win`` x 100 with a bootstrap CI, wins/losses/ties, the discrete win
-rate, AlpacaEval 2's length-controlled win rate (:mod:`flrlib.lc_winrate`), mean lengths in characters, and the
-judge's first-position rate (mean p_first: 50 % for a judge without position bias).
+rate, the LC win rate (AlpacaEval's ``length_controlled_minimal`` GLM, not the leaderboard's
+``length_controlled_v1``; :mod:`flrlib.lc_winrate`; each row names it in ``lc_glm``), mean lengths in characters,
+and the judge's first-position rate (mean p_first: 50 % for a judge without position bias).
 """
 from __future__ import annotations
 
@@ -293,8 +294,9 @@ def judge_pairs(judge, items: list[dict], seed: int = 0, progress: bool = True) 
 
 
 def win_rates(judged: list[dict], n_boot: int = 2000, seed: int = 0, lc_n_boot: int = 200) -> dict:
-    """Win rate (x100) with a bootstrap CI, LC win rate (AlpacaEval 2's GLM), lengths and position bias."""
-    from .lc_winrate import lc_winrate
+    """Win rate (x100) with a bootstrap CI, LC win rate (AlpacaEval's length_controlled_minimal GLM, not the
+    leaderboard's length_controlled_v1: ``lc_glm``), lengths and position bias."""
+    from .lc_winrate import GLM_MINIMAL, lc_winrate
     from .metrics import bootstrap_ci
 
     win = np.array([r["win"] for r in judged], dtype=float)
@@ -315,7 +317,7 @@ def win_rates(judged: list[dict], n_boot: int = 2000, seed: int = 0, lc_n_boot: 
         "discrete_win_rate": float(((w > 0.5) + 0.5 * (w == 0.5)).mean() * 100) if len(w) else float("nan"),
         "lc_win_rate": lc.get("lc_win_rate", float("nan")), "lc_standard_error": lc.get("lc_standard_error", float("nan")),
         "lc_ci_low": lc.get("lc_ci_low", float("nan")), "lc_ci_high": lc.get("lc_ci_high", float("nan")),
-        "lc_weights": lc.get("weights", {}),
+        "lc_weights": lc.get("weights", {}), "lc_glm": lc.get("glm", GLM_MINIMAL),
         "avg_length": float(len2[ok].mean()) if ok.any() else float("nan"),
         "avg_length_baseline": float(len1[ok].mean()) if ok.any() else float("nan"),
         "first_position_rate": float(p_first.mean() * 100) if len(p_first) else float("nan"),

@@ -1,5 +1,12 @@
-"""AlpacaEval 2's length-controlled (LC) win rate, re-implemented with numpy/scipy from its published definition
-(Dubois et al. 2024, "Length-Controlled AlpacaEval"; ``alpaca_eval==0.6.6``, ``metrics/glm_winrate.py``).
+"""Length-controlled (LC) win rate with AlpacaEval's ``length_controlled_minimal`` GLM - not the leaderboard's
+``length_controlled_v1`` - re-implemented with numpy/scipy from its published definition (Dubois et al. 2024,
+"Length-Controlled AlpacaEval"; ``alpaca_eval==0.6.6``, ``metrics/glm_winrate.py``).
+
+Which variant, in one line: :data:`GLM_MINIMAL` (no difficulty term, no regularisation towards gamed baselines;
+with instruction difficulties passed in, :data:`GLM_NOREG`). The leaderboard's own LC numbers (AlpacaEval 2
+leaderboard CSV, used in :func:`flrlib.benchmarks.system_correlations`) are ``length_controlled_v1`` values and are
+labelled as the leaderboard's; numbers from this module are not comparable to them point for point. Tables call this
+column ``LC win rate % (minimal GLM)``; every result row names the variant in ``lc_glm``.
 
 Definition. ``output_1`` is the baseline (reference), ``output_2`` the candidate; ``p_i`` in [0, 1] is the judge's
 preference for the candidate on instruction i (a tie is 0.5). With ``delta_i = len(output_1) - len(output_2)`` in
@@ -25,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 CS = np.logspace(-4, 4, 10)  # LogisticRegressionCV(Cs=10)
+GLM_MINIMAL = "length_controlled_minimal"  # AlpacaEval's glm_name for what lc_winrate() fits without difficulties
+GLM_NOREG = "length_controlled_noreg"      # ... and with them
 
 
 def _design(s: np.ndarray, difficulty: np.ndarray | None) -> np.ndarray:
@@ -156,7 +165,8 @@ def lc_predictions(preference, len_baseline, len_candidate, difficulty=None, n_s
 
 def lc_winrate(preference, len_baseline, len_candidate, difficulty=None, n_splits: int = 5, n_boot: int = 0,
                seed: int = 0, C: float | None = None) -> dict:
-    """``{"lc_win_rate", "lc_standard_error", "lc_ci_low", "lc_ci_high", "weights"}`` in percent.
+    """``{"lc_win_rate", "lc_standard_error", "lc_ci_low", "lc_ci_high", "weights", "glm"}`` in percent; ``glm`` is
+    the AlpacaEval GLM this equals (:data:`GLM_MINIMAL`, or :data:`GLM_NOREG` with ``difficulty``).
 
     ``lc_standard_error`` is AlpacaEval's (standard error of the per-instruction predictions). ``n_boot > 0`` adds a
     percentile bootstrap CI that refits the GLM on each resample of instructions (with the C chosen on all rows: the
@@ -165,7 +175,8 @@ def lc_winrate(preference, len_baseline, len_candidate, difficulty=None, n_split
     pred, weights = lc_predictions(preference, len_baseline, len_candidate, difficulty, n_splits, C)
     out = {"lc_win_rate": float(np.mean(pred) * 100) if len(pred) else float("nan"),
            "lc_standard_error": float(np.std(pred, ddof=1) / np.sqrt(len(pred)) * 100) if len(pred) > 1 else float("nan"),
-           "lc_ci_low": float("nan"), "lc_ci_high": float("nan"), "weights": weights}
+           "lc_ci_low": float("nan"), "lc_ci_high": float("nan"), "weights": weights,
+           "glm": GLM_MINIMAL if difficulty is None else GLM_NOREG}
     if n_boot and len(pred) > 2 and weights:
         rng = np.random.default_rng(seed)
         p, l1, l2 = (np.asarray(a, dtype=float) for a in (preference, len_baseline, len_candidate))

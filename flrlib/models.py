@@ -16,11 +16,11 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import net
 from .paths import cache_dir
 
 BUNDLED = "bundled:smollm2-135m-instruct"
@@ -85,6 +85,9 @@ def _atomic_build(target: Path, build) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700 folders whatever the umask
         build(tmp)
         try:
             tmp.rename(target)
@@ -140,13 +143,8 @@ def tiny_folder() -> Path:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    """False at once under any offline switch (:func:`flrlib.net.offline`), else a quick TCP check of the Hub."""
+    return net.reachable("huggingface.co", timeout=timeout)
 
 
 def resolve(spec: str) -> str:
@@ -173,9 +171,11 @@ def _from_pretrained(cls, name: str, **kw):
         if Path(name).exists():
             raise
     if not _hub_reachable():
+        why = ("the Hub is not reachable (offline): one of FLR_OFFLINE / HF_HUB_OFFLINE / HF_DATASETS_OFFLINE / "
+               "TRANSFORMERS_OFFLINE is set" if net.offline() else "huggingface.co is unreachable from here")
         raise ModelNotAvailable(
-            f"Model {name!r} is neither a local folder nor in the Hugging Face cache, and the Hub is not reachable "
-            f"(offline). Use the bundled model ({BUNDLED!r}), a local folder, or run where the Hub is reachable."
+            f"Model {name!r} is neither a local folder nor in the Hugging Face cache, and {why}. "
+            f"Use the bundled model ({BUNDLED!r}), a local folder, or run where the Hub is reachable."
         ) from None
     try:
         return cls.from_pretrained(name, **kw)

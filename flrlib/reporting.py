@@ -27,7 +27,8 @@ def reward_results(profile: str, tags: list[str] | None = None, benchmarks: list
     rows = []
     for f in files:
         rec = read_json(f, producer="03")
-        rec = {k: v for k, v in rec.items() if k not in ("provenance", "model_means")}
+        rec = {k: v for k, v in rec.items() if k not in ("provenance", "model_means", "model_mean_lengths",
+                                                         "followup_layout")}
         rec["path"] = str(f)
         rows.append(rec)
     df = pd.DataFrame(rows)
@@ -191,7 +192,8 @@ def _model_means(rows: list[dict]) -> dict:
 
 
 def system_points(profile: str, tag: str = "flr", model: str | None = None) -> pd.DataFrame:
-    """Per AlpacaEval model: mean reward (``tag``), Arena ELO and AlpacaEval 2 LC win rate (NaN when absent)."""
+    """Per AlpacaEval model: mean reward (``tag``), Arena ELO and the AlpacaEval 2 leaderboard's LC win rate (its
+    ``length_controlled_v1`` values from the leaderboard CSV; NaN when absent)."""
     from .data import arena_elo, lc_win_rates
 
     df = reward_results(profile, [tag])
@@ -245,7 +247,8 @@ def plot_reward_benchmarks(profile: str, tags: list[str] | None = None, benchmar
 
 
 def plot_system_scatter(profile: str, tag: str = "flr", target: str = "elo", model: str | None = None):
-    """Scatter of model mean reward vs Arena ELO (or ``lc_win_rate``) with Pearson/Spearman/Kendall in the title."""
+    """Scatter of model mean reward vs Arena ELO (or the leaderboard's ``lc_win_rate``) with Pearson/Spearman/Kendall
+    in the title."""
     import matplotlib.pyplot as plt
 
     pts = system_points(profile, tag, model).dropna(subset=[target])
@@ -254,11 +257,245 @@ def plot_system_scatter(profile: str, tag: str = "flr", target: str = "elo", mod
     ax.scatter(pts[target], pts["mean_reward"], label=f"{tag}: {len(pts)} models")
     for _, r in pts.iterrows():
         ax.annotate(r["system"], (r[target], r["mean_reward"]), fontsize=6, alpha=0.8)
-    ax.set_xlabel("Chatbot Arena ELO (2024-06-07)" if target == "elo" else "AlpacaEval 2 LC win rate (%)")
+    ax.set_xlabel("Chatbot Arena ELO (2024-06-07)" if target == "elo"
+                  else "AlpacaEval 2 leaderboard LC win rate (%, length_controlled_v1)")
     ax.set_ylabel(f"mean {tag} reward over prompts")
     ax.set_title(f"System level ({profile}): r={corr['pearson']:.2f}, rho={corr['spearman']:.2f}, "
                  f"tau={corr['kendall']:.2f}")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Length control: is a reward more than a preference for longer responses? (from the per-sample lengths)
+# ------------------------------------------------------------------------------------------------------------------
+
+LENGTH_COLUMNS = [("acc", "raw accuracy"), ("acc_length_balanced", "length-balanced"),
+                  ("acc_chosen_longer", "chosen longer"), ("acc_chosen_shorter", "chosen shorter"),
+                  ("acc_near_equal_length", "near-equal length"), ("acc_length_residualised", "length-residualised"),
+                  ("length_agreement", "prefers the longer")]
+
+
+def _common_pairwise(profile: str, tags, models) -> dict:
+    """``{(benchmark, model): {tag: [per-sample rows on the ids every tag scored]}}`` for the pairwise results whose
+    per-sample files carry lengths. The ``length`` scorer runs on every row; restricting to the common ids puts
+    every scorer on the same pairs."""
+    df = reward_results(profile, tags, None, models)
+    out = {}
+    for (bench, model), g in df[df.kind == "pairwise"].groupby(["benchmark", "model"], sort=True):
+        per_tag = {t: per_sample(g[g.tag == t].iloc[0]["path"]) for t in dict.fromkeys(g.tag)}
+        per_tag = {t: rows for t, rows in per_tag.items() if rows and "chosen_length" in rows[0]}
+        if not per_tag:
+            continue
+        common = set.intersection(*({r["id"] for r in rows} for rows in per_tag.values()))
+        out[(bench, model)] = {t: [r for r in rows if r["id"] in common] for t, rows in per_tag.items()}
+    return out
+
+
+def _length_arrays(rows):
+    return (np.array([r["chosen"] for r in rows], float), np.array([r["rejected"] for r in rows], float),
+            np.array([r["chosen_length"] for r in rows], float), np.array([r["rejected_length"] for r in rows], float))
+
+
+def length_table(profile: str, tags: list[str] | None = None, models: list[str] | None = None, n_boot: int = 2000,
+                 seed: int = 0, threshold: float = 0.15, numeric: bool = False) -> pd.DataFrame:
+    """Pairwise accuracy with length controlled (:func:`flrlib.metrics.pairwise_length_metrics`), one row per
+    (benchmark, scorer) on the pairs every scorer scored, plus ``pairwise (pooled)`` rows over all pairwise
+    benchmarks. Lengths are M's tokens. Cells "value [lo, hi]" (strata with their n); ``numeric=True`` gives the
+    values, ``*_ci_low``/``*_ci_high`` and ``n_*`` columns instead."""
+    groups = _common_pairwise(profile, tags, models)
+    if not groups:
+        raise ResultMissing(f"no pairwise results with per-sample lengths in profile {profile!r} - run notebook 03.")
+    pooled: dict = {}
+    entries = []
+    for (bench, model), per_tag in groups.items():
+        for tag, rows in per_tag.items():
+            entries.append((bench, model, tag, rows))
+            pooled.setdefault((model, tag), []).extend(rows)
+    n_bench = {m: len({b for b, mm in groups if mm == m}) for _, m in groups}
+    entries += [("pairwise (pooled)", m, t, rows) for (m, t), rows in pooled.items() if n_bench[m] > 1]
+    out = []
+    for bench, model, tag, rows in entries:
+        lm = metrics.pairwise_length_metrics(*_length_arrays(rows), threshold=threshold, n_boot=n_boot, seed=seed)
+        row = {"benchmark": bench, "scorer": tag, "model": model, "n": lm["n"]}
+        for key, label in LENGTH_COLUMNS:
+            if numeric:
+                row.update({key: lm[key], f"{key}_ci_low": lm[f"{key}_ci_low"], f"{key}_ci_high": lm[f"{key}_ci_high"]})
+            else:
+                cell = _cell(lm[key], lm[f"{key}_ci_low"], lm[f"{key}_ci_high"])
+                n_key = {"acc_chosen_longer": "n_chosen_longer", "acc_chosen_shorter": "n_chosen_shorter",
+                         "acc_near_equal_length": "n_near_equal_length"}.get(key)
+                row[label] = f"{cell} (n {lm[n_key]})" if n_key else cell
+        if numeric:
+            row.update({k: lm[k] for k in ("n_chosen_longer", "n_chosen_shorter", "n_near_equal_length",
+                                           "corr_margin_log_length_ratio")})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def length_paired_table(profile: str, a: str = "flr", b: str = "direct", models: list[str] | None = None,
+                        n_boot: int = 2000, seed: int = 0, threshold: float = 0.15) -> pd.DataFrame:
+    """``a`` minus ``b`` on length-balanced accuracy (:func:`flrlib.metrics.paired_length_balanced`: joint
+    bootstrap CI over pairs, within-pair permutation p) per pairwise benchmark and pooled, on the pairs both scored."""
+    groups = _common_pairwise(profile, [a, b], models)
+    out, pooled = [], {}
+    for (bench, model), per_tag in groups.items():
+        if set(per_tag) != {a, b}:
+            continue
+        ib = {r["id"]: r for r in per_tag[b]}
+        rows = [(r, ib[r["id"]]) for r in per_tag[a]]
+        out.append((bench, model, rows))
+        pooled.setdefault(model, []).extend(rows)
+    out += [("pairwise (pooled)", m, rows) for m, rows in pooled.items() if sum(o[1] == m for o in out) > 1]
+    res = []
+    for bench, model, rows in out:
+        ra, rb = [x for x, _ in rows], [y for _, y in rows]
+        ac, ar, lc, lr = _length_arrays(ra)
+        bc, br, _, _ = _length_arrays(rb)
+        d = metrics.paired_length_balanced(ac, ar, bc, br, lc, lr, threshold=threshold, n_boot=n_boot, seed=seed)
+        res.append({"benchmark": bench, "model": model, "a": a, "b": b, "balanced_a": d["value_a"],
+                    "balanced_b": d["value_b"], "diff": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+                    "p_value": d["p_value"], "n": d["n"]})
+    if not res:
+        raise ResultMissing(f"no pairwise results of both {a!r} and {b!r} with lengths in profile {profile!r}.")
+    return pd.DataFrame(res)
+
+
+def length_correlation_table(profile: str, tags: list[str] | None = None, models: list[str] | None = None
+                             ) -> pd.DataFrame:
+    """Rating and system benchmarks: the scorer's Pearson with the target, the length-only Pearson (response length
+    in M's tokens, or a model's mean response length at system level, vs the target) and the scorer's partial
+    correlation with the target given length, each "value [lo, hi]"."""
+    df = reward_results(profile, tags, None, models)
+    out = []
+    for _, h in df[df.kind.isin(["rating", "system"])].iterrows():
+        s = "_elo" if h["kind"] == "system" else ""
+        keys = (f"pearson{s}", f"pearson_length{s}", f"partial_pearson{s}_given_length")
+        if keys[1] not in h or not np.isfinite(h.get(keys[1], np.nan)):
+            continue  # files written before the length controls
+        row = {"benchmark": h["benchmark"], "kind": h["kind"], "scorer": h["tag"], "model": h["model"], "n": h["n"],
+               "Pearson": _cell(h["value"], h["ci_low"], h["ci_high"])}  # the record's metric (vs ELO at system level)
+        for key, label in zip(keys[1:], ("length-only Pearson", "partial Pearson given length")):
+            row[label] = _cell(h[key], h.get(f"{key}_ci_low"), h.get(f"{key}_ci_high"))
+        out.append(row)
+    if not out:
+        raise ResultMissing(f"no rating/system results with length controls in profile {profile!r} - run notebook 03.")
+    return pd.DataFrame(out)
+
+
+def plot_length_strata(profile: str, tags: list[str] | None = None, model: str | None = None):
+    """Accuracy per length stratum with 95 % CIs, scorers side by side, one panel per pairwise benchmark (and the
+    pooled pairs): a pure length preference scores high on "chosen longer", low on "chosen shorter" and 0.5
+    length-balanced."""
+    import matplotlib.pyplot as plt
+
+    t = length_table(profile, tags, [model] if model else None, numeric=True)
+    model = model or t["model"].iloc[0]
+    t = t[t.model == model]
+    benches = list(dict.fromkeys(t["benchmark"]))
+    keys = ["acc", "acc_chosen_longer", "acc_chosen_shorter", "acc_near_equal_length", "acc_length_balanced"]
+    labels = ["raw", "chosen\nlonger", "chosen\nshorter", "near-\nequal", "length-\nbalanced"]
+    tag_list = list(dict.fromkeys(t["scorer"]))
+    ncol = min(3, len(benches))
+    nrow = -(-len(benches) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow), squeeze=False, sharey=True)
+    width = 0.8 / max(1, len(tag_list))
+    for ax, bench in zip(axes.flat, benches):
+        sub = t[t.benchmark == bench].set_index("scorer")
+        for k, tag in enumerate(tag_list):
+            if tag not in sub.index:
+                continue
+            r = sub.loc[tag]
+            v = np.array([r[x] for x in keys], float)
+            lo = np.nan_to_num(v - np.array([r[f"{x}_ci_low"] for x in keys], float))
+            hi = np.nan_to_num(np.array([r[f"{x}_ci_high"] for x in keys], float) - v)
+            ax.bar(np.arange(len(keys)) + (k - (len(tag_list) - 1) / 2) * width, v, width, yerr=[lo, hi], capsize=2,
+                   label=tag, color=f"C{k}")
+        n = sub.iloc[0]
+        ax.set_title(f"{bench} (n {int(n['n'])}: {int(n['n_chosen_longer'])} longer / "
+                     f"{int(n['n_chosen_shorter'])} shorter)", fontsize=8)
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0, 1.05)
+    for ax in axes.flat[len(benches):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("pairwise accuracy (95 % CI)")
+    axes[0, 0].legend(fontsize=7, title="scorer", title_fontsize=7)
+    fig.suptitle(f"Accuracy by length stratum ({profile}; M = {model}; lengths in M's tokens; "
+                 "near-equal: |log length ratio| < 0.15)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def bank_ablation(profile: str, tag: str = "flr", model: str | None = None, n_draws: int = 20, seed: int = 0,
+                  n_boot: int = 2000) -> dict:
+    """:func:`flrlib.metrics.bank_size_ablation` on the per-follow-up values of ``tag``'s pairwise result files,
+    all pairwise benchmarks of one model pooled: accuracy vs follow-ups per (category, polarity), per category,
+    leave-one-category-out, positives only, negatives only. Adds ``n_pairs`` and ``benchmarks``."""
+    df = reward_results(profile, [tag], None, [model] if model else None)
+    df = df[df.kind == "pairwise"]
+    model = model or (df["model"].iloc[0] if len(df) else None)
+    ch, rj, layout, used = [], [], None, []
+    for _, h in df[df.model == model].sort_values("benchmark").iterrows():
+        rows = per_sample(h["path"])
+        lay = read_json(h["path"]).get("followup_layout")
+        if not rows or "chosen_followups" not in rows[0] or not lay:
+            continue
+        if layout is not None and lay != layout:
+            raise ValueError(f"{h['path']}: a different follow-up bank layout from the other benchmarks; "
+                             "pool only results of one bank")
+        layout = lay
+        used.append(h["benchmark"])
+        ch += [r["chosen_followups"] for r in rows]
+        rj += [r["rejected_followups"] for r in rows]
+    if not ch:
+        raise ResultMissing(f"no {tag!r} pairwise results with per-follow-up values in profile {profile!r} - "
+                            "run notebook 03.")
+    cats, pols = zip(*layout)
+    res = metrics.bank_size_ablation(np.array(ch), np.array(rj), cats, pols, n_draws=n_draws, seed=seed, n_boot=n_boot)
+    return {**res, "n_pairs": len(ch), "bank_size": len(layout), "benchmarks": used, "model": model, "tag": tag}
+
+
+def bank_ablation_table(profile: str, tag: str = "flr", model: str | None = None, n_boot: int = 2000) -> pd.DataFrame:
+    """The bank ablation as a table: full bank, k follow-ups per (category, polarity), positives/negatives only,
+    each category alone and each left out."""
+    res = bank_ablation(profile, tag, model, n_boot=n_boot)
+    rows = [{"bank": "full bank", "follow-ups": res["bank_size"], **_acc(res["full"])}]
+    rows += [{"bank": f"{x['k']} per category and polarity (mean of {x['n_draws']} draws, sd {x['draw_sd']:.3f})",
+              "follow-ups": x["bank_size"], **_acc(x)} for x in res["by_k"]]
+    rows += [{"bank": "positives only", "follow-ups": None, **_acc(res["positives_only"])},
+             {"bank": "negatives only", "follow-ups": None, **_acc(res["negatives_only"])}]
+    rows += [{"bank": f"{c} only", "follow-ups": None, **_acc(v)} for c, v in res["per_category"].items()]
+    rows += [{"bank": f"without {c}", "follow-ups": None, **_acc(v)} for c, v in res["leave_one_out"].items()]
+    t = pd.DataFrame(rows)
+    t["n pairs"] = res["n_pairs"]
+    return t
+
+
+def _acc(x: dict) -> dict:
+    return {"accuracy [95% CI]": _cell(x["value"], x["ci_low"], x["ci_high"])}
+
+
+def plot_bank_size(profile: str, tag: str = "flr", model: str | None = None):
+    """Accuracy vs number of follow-ups per (category, polarity), mean over random sub-banks with a 95 % CI band."""
+    import matplotlib.pyplot as plt
+
+    res = bank_ablation(profile, tag, model)
+    ks = [x["bank_size"] for x in res["by_k"]]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(ks, [x["value"] for x in res["by_k"]], marker="o", label=f"{tag}: random sub-banks (mean of draws)")
+    ax.fill_between(ks, [x["ci_low"] for x in res["by_k"]], [x["ci_high"] for x in res["by_k"]], alpha=0.2)
+    for key, ls in (("positives_only", ":"), ("negatives_only", "-.")):
+        ax.axhline(res[key]["value"], color="C3" if key.startswith("pos") else "C4", ls=ls, lw=1,
+                   label=f"{key.replace('_', ' ')}: {res[key]['value']:.3f}")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="follow-ups in the bank (k per category and polarity)", ylabel="pairwise accuracy",
+           title=f"Does FLR need the whole bank? ({profile}; {res['n_pairs']} pairs of {len(res['benchmarks'])} "
+                 f"benchmarks; M = {res['model']})")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -308,14 +545,16 @@ def ft_table(profile: str) -> pd.DataFrame:
 
 
 def alignment_table(profile: str) -> pd.DataFrame:
-    """Alignment evaluation (notebook 06): judge, candidate vs baseline, win rate [CI], LC win rate, lengths."""
+    """Alignment evaluation (notebook 06): judge, candidate vs baseline, win rate [CI], LC win rate (AlpacaEval's
+    ``length_controlled_minimal`` GLM, :mod:`flrlib.lc_winrate`; not the leaderboard's ``length_controlled_v1``),
+    lengths."""
     summ = _producer_json(profile, "alignment/eval_summary.json", "06")
     rows = []
     for r in summ["rows"]:
         lc = r.get("lc_win_rate")
         rows.append({"judge": r["judge"], "candidate": r["candidate"], "baseline": r["baseline"], "n": r["n"],
                      "win rate % [95% CI]": f"{r['win_rate']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]",
-                     "LC win rate %": "n/a" if lc is None else f"{lc:.1f}",
+                     "LC win rate % (minimal GLM)": "n/a" if lc is None else f"{lc:.1f}",
                      "avg length (chars)": round(r.get("avg_length", float("nan")), 0),
                      "judge kind": r.get("judge_label", "")})
     return pd.DataFrame(rows)
@@ -432,9 +671,19 @@ def build_all(profile: str, out_dir=None, n_boot: int = 2000) -> pd.DataFrame:
          "FLR minus Direct, paired bootstrap CI"),
         ("table_ft_flr", "table", lambda: ft_table(profile), "FT-FLR vs FLR vs Direct on the same rows"),
         ("table_alignment", "table", lambda: alignment_table(profile), "Alignment win rates by judge"),
+        ("table_length_pairwise", "table", lambda: length_table(profile, n_boot=n_boot),
+         "Pairwise accuracy with length controlled (lengths in M's tokens; every scorer on the same pairs)"),
+        ("table_length_flr_vs_direct", "table", lambda: length_paired_table(profile, "flr", "direct", n_boot=n_boot),
+         "FLR minus Direct on length-balanced accuracy, paired bootstrap CI"),
+        ("table_length_correlations", "table", lambda: length_correlation_table(profile),
+         "Rating and system level: Pearson, length-only Pearson, partial Pearson given length"),
+        ("table_bank_ablation", "table", lambda: bank_ablation_table(profile, "flr", n_boot=n_boot),
+         "FLR bank ablation: bank size, polarity and categories (pairwise benchmarks pooled)"),
         ("fig_reward_benchmarks", "figure", lambda: plot_reward_benchmarks(profile), ""),
         ("fig_category_heatmap", "figure", lambda: _category_heatmap(profile), ""),
         ("fig_elo_scatter", "figure", lambda: plot_system_scatter(profile, "flr", "elo"), ""),
+        ("fig_length_strata", "figure", lambda: plot_length_strata(profile), ""),
+        ("fig_bank_size", "figure", lambda: plot_bank_size(profile, "flr"), ""),
         ("fig_training_curves", "figure", lambda: _training_curves(profile), ""),
         ("fig_mined_rewards", "figure", lambda: _mined_rewards(profile), ""),
     ]
@@ -466,9 +715,28 @@ def summary_markdown(profile: str = "demo") -> str:
                      f"{PAPER_PAIRWISE_AVG['flr']:.2f} % vs Direct {PAPER_PAIRWISE_AVG['direct']:.2f} %.")
     except ResultMissing as e:
         parts.append(f"Reward benchmarks: {e}")
-    for name, fn in (("FT-FLR", ft_table), ("Alignment", alignment_table)):
+    try:
+        t = length_table(profile)
+        cols = ["benchmark", "scorer", "n", "raw accuracy", "length-balanced", "chosen longer", "chosen shorter"]
+        text = (f"Length control ({profile} profile; pairwise accuracy [95% CI] on the pairs every scorer scored; "
+                "length-balanced = mean of the chosen-longer and chosen-shorter accuracies, 0.5 for the `length` "
+                "scorer by construction; lengths in M's tokens):\n\n" + _dash(t[cols]).to_markdown(index=False))
         try:
-            parts.append(f"{name} ({profile} profile):\n\n" + _dash(fn(profile)).to_markdown(index=False))
+            d = length_paired_table(profile, "flr", "direct")
+            pooled = d[d.benchmark == "pairwise (pooled)"]
+            for _, r in (pooled if len(pooled) else d).iterrows():
+                text += (f"\n\nFLR − Direct, length-balanced accuracy ({r['benchmark']}, n {int(r['n'])}): "
+                         f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], permutation p {r['p_value']:.2f}.")
+        except ResultMissing:
+            pass
+        parts.append(text)
+    except ResultMissing as e:
+        parts.append(f"Length control: {e}")
+    lc_note = ("; LC win rate = AlpacaEval's length_controlled_minimal GLM, not the leaderboard's "
+               "length_controlled_v1")
+    for name, fn, note in (("FT-FLR", ft_table, ""), ("Alignment", alignment_table, lc_note)):
+        try:
+            parts.append(f"{name} ({profile} profile{note}):\n\n" + _dash(fn(profile)).to_markdown(index=False))
         except ResultMissing as e:
             parts.append(f"{name}: {e}")
     return "\n\n".join(parts) + "\n"

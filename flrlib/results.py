@@ -6,10 +6,9 @@ Layout (RewardBench style): ``results/<profile>/<area>/<name>.json`` holds one f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from .files import atomic_write
 from .paths import results_dir
 
 
@@ -17,22 +16,13 @@ class ResultMissing(FileNotFoundError):
     pass
 
 
-def _atomic_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".part-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
-
-
 def write_json(path: str | Path, record: dict) -> Path:
-    return _atomic_text(Path(path), json.dumps(record, indent=1, ensure_ascii=False, default=_default) + "\n")
+    return atomic_write(path, json.dumps(record, indent=1, ensure_ascii=False, default=_default) + "\n")
 
 
 def write_jsonl(path: str | Path, rows) -> Path:
     text = "".join(json.dumps(r, ensure_ascii=False, default=_default) + "\n" for r in rows)
-    return _atomic_text(Path(path), text)
+    return atomic_write(path, text)
 
 
 def _default(o):

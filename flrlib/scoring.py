@@ -1,5 +1,7 @@
-"""Scores: ``flr`` (the paper's follow-up likelihood reward), ``direct`` (likelihood of the response) and
-``legacy_repo`` (the authors' released arithmetic, kept only for comparison: it is *not* a likelihood).
+"""Scores: ``flr`` (the paper's follow-up likelihood reward), ``direct`` (likelihood of the response),
+``legacy_repo`` (the authors' released arithmetic, kept only for comparison: it is *not* a likelihood) and
+``length`` (the response's length in M's tokens - stripped content, no special tokens, see
+:func:`flrlib.chat.content_tokens` - the length-only baseline every reward is compared with; no forward pass).
 
 Read top to bottom: token log-prob backends (engine, naive oracle, padded batch, floor), then the Scorer.
 
@@ -22,11 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cache import JsonlCache, content_key
-from .chat import Encoded, encode, flr_context, render, template_hash
+from .chat import Encoded, content_tokens, encode, flr_context, render, template_hash
 from .followups import Bank, load_bank
 from .paths import cache_dir
 
-SCORERS = ("flr", "direct", "legacy_repo")
+SCORERS = ("flr", "direct", "legacy_repo", "length")
+NO_BANK = ("direct", "length")  # scorers that read no follow-up bank
 BACKENDS = ("engine", "naive", "padded")
 
 
@@ -210,23 +213,42 @@ class ScoreConfig:
             raise ValueError(f"norm must be 'mean' or 'sum', got {self.norm!r}")
         if self.layout not in ("base", "feedback"):
             raise ValueError(f"layout must be 'base' or 'feedback', got {self.layout!r}")
+        for name in ("max_tokens", "batch_size", "chunk_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
 def _slug(spec: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.replace("/", "__"))[-120:]
 
 
+class TooLong(ValueError):
+    """A sequence longer than the model's context length (``max_position_embeddings``), refused before scoring.
+
+    ``index``: position of the conversation (``score``) or of the row (``score_pairs``, with ``side``) in the call.
+    """
+
+    def __init__(self, index: int, detail: str, side: str | None = None):
+        self.index, self.detail, self.side = index, detail, side
+        super().__init__(f"{f'row {index} ({side})' if side else f'conversation {index}'}: {detail}")
+
+
 class Scorer:
     """Scores conversations (each ending in the response to score) with one model, bank and config.
 
     ``cache``: a path, ``"auto"`` (``<cache_dir>/scores/<model>.jsonl``), or ``None`` (in-memory only).
+
+    The identity (provenance, and so the cache keys) is computed once here, not per conversation (hashing an
+    adapter folder reads all its bytes): make a new Scorer to change the model, adapter, bank or config.
+    Sequences longer than the model's context length are refused with :class:`TooLong` before anything is scored.
     """
 
     def __init__(self, loaded, bank: Bank | str | None = None, config: ScoreConfig | None = None, cache="auto"):
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.loaded = loaded
         self.config = config or ScoreConfig()
-        if self.config.scorer == "direct":
+        if self.config.scorer in NO_BANK:
             self.bank = None
         else:
             self.bank = bank if isinstance(bank, Bank) else load_bank(bank)
@@ -235,10 +257,17 @@ class Scorer:
             cache = cache_dir() / "scores" / f"{_slug(loaded.spec)}.jsonl"
         self.cache = JsonlCache(cache)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.context_length = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        self._provenance = self._compute_provenance()
+        self._ident = {k: self._provenance.get(k) for k in ("model", "adapter_hash", "dtype", "template_hash",
+                                                            "scorer", "bank_hash", "max_tokens")}
 
     # -- provenance and keys -------------------------------------------------------------------------------
     @property
     def provenance(self) -> dict:
+        return dict(self._provenance)
+
+    def _compute_provenance(self) -> dict:
         c = self.config
         prov = {**self.loaded.provenance, "dtype": str(self.model.dtype).replace("torch.", ""),
                 "template_hash": template_hash(self.tokenizer, c.system_prompt, c.layout),
@@ -249,19 +278,31 @@ class Scorer:
         return prov
 
     def _key(self, conversation) -> str:
-        p = self.provenance
-        ident = {k: p.get(k) for k in ("model", "adapter_hash", "dtype", "template_hash", "scorer", "bank_hash",
-                                         "max_tokens")}
-        return content_key(ident, conversation)
+        return content_key(self._ident, conversation)
+
+    def _check_length(self, index: int, enc: Encoded) -> None:
+        """Refuse a sequence the model cannot read (positions past ``max_position_embeddings``)."""
+        longest, limit, budget = max(len(t) for t in enc.targets), self.context_length, self.config.max_tokens
+        if not limit or len(enc.prefix) + longest <= limit:
+            return
+        detail = (f"{len(enc.prefix) + longest} tokens (context {len(enc.prefix)} + longest target {longest}) exceed "
+                  f"the model's context length {limit} (max_position_embeddings); ")
+        detail += (f"lower max_tokens ({budget}) to at most {limit}" if budget > limit else
+                   f"the protected part (response and follow-up) alone is over max_tokens ({budget}): shorten it")
+        raise TooLong(index, detail)
 
     # -- encoding ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _response(conversation) -> str:
+        if conversation[-1]["role"] != "assistant" or not conversation[-1]["content"].strip():
+            raise ValueError("conversation: the last message must be a non-empty assistant response")
+        return conversation[-1]["content"]
+
     def encode(self, conversation) -> Encoded:
         c = self.config
-        if c.scorer == "direct":
-            ctx = list(conversation[:-1])
-            if conversation[-1]["role"] != "assistant" or not conversation[-1]["content"].strip():
-                raise ValueError("conversation: the last message must be a non-empty assistant response")
-            return encode(self.tokenizer, ctx, "assistant", [conversation[-1]["content"]], c.system_prompt, c.max_tokens)
+        if c.scorer in NO_BANK:
+            response = self._response(conversation)
+            return encode(self.tokenizer, list(conversation[:-1]), "assistant", [response], c.system_prompt, c.max_tokens)
         ctx, role = flr_context(conversation, c.layout)
         return encode(self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt, c.max_tokens)
 
@@ -270,31 +311,48 @@ class Scorer:
         """Score each conversation; cached rows are reused, new rows are appended to the cache as they finish."""
         from tqdm.auto import tqdm
 
+        if self.config.scorer == "length":  # no forward pass, nothing worth caching
+            n = content_tokens(self.tokenizer, [self._response(conv) for conv in conversations])
+            return [{"reward": float(k), "n_tokens": k} for k in n]
         keys = [self._key(conv) for conv in conversations]
         todo = sorted({k: i for i, k in enumerate(keys) if k not in self.cache}.values())
         bar = tqdm(total=len(todo), desc=desc, disable=not progress or not todo, unit="conv")
-        if self.config.scorer == "legacy_repo":
-            for i in todo:
-                ctx, role = flr_context(conversations[i], self.config.layout)
-                vals = legacy_values(self.model, self.tokenizer, ctx, role, self.bank.texts(), self.config.system_prompt)
-                self.cache.put(keys[i], {"values": vals})
-                bar.update(1)
-        else:
-            encs = {i: self.encode(conversations[i]) for i in todo}
-            order = sorted(todo, key=lambda i: len(encs[i].prefix))  # length-sorted batching across conversations
-            fn = BACKEND_FUNCS[self.config.backend]
-            bs = self.config.batch_size
-            for s in range(0, len(order), bs):
-                batch = order[s: s + bs]
-                lps = fn(self.model, [encs[i] for i in batch], self.pad_id, self.config.chunk_size)
-                for i, row in zip(batch, lps):
-                    e = encs[i]
-                    self.cache.put(keys[i], {"sum": [float(x.sum()) for x in row], "n": [len(x) for x in row],
-                                             "prefix_tokens": len(e.prefix), "truncated_tokens": e.truncated_tokens,
-                                             "over_budget": e.over_budget})
-                bar.update(len(batch))
-        bar.close()
+        try:  # the bar is closed on Ctrl-C too, so that a caller's last message is the last line
+            if self.config.scorer == "legacy_repo":
+                self._score_legacy(conversations, keys, todo, bar)
+            else:
+                self._score_engine(conversations, keys, todo, bar)
+        finally:
+            bar.close()
         return [self._finish(self.cache.get(k)) for k in keys]
+
+    def _score_legacy(self, conversations, keys, todo, bar) -> None:
+        c = self.config
+        for i in todo:  # the authors' arithmetic reads the whole conversation (never truncated)
+            ctx, role = flr_context(conversations[i], c.layout)
+            self._check_length(i, encode(self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt))
+        for i in todo:
+            ctx, role = flr_context(conversations[i], c.layout)
+            vals = legacy_values(self.model, self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt)
+            self.cache.put(keys[i], {"values": vals})
+            bar.update(1)
+
+    def _score_engine(self, conversations, keys, todo, bar) -> None:
+        encs = {i: self.encode(conversations[i]) for i in todo}
+        for i in todo:
+            self._check_length(i, encs[i])
+        order = sorted(todo, key=lambda i: len(encs[i].prefix))  # length-sorted batching across conversations
+        fn = BACKEND_FUNCS[self.config.backend]
+        bs = self.config.batch_size
+        for s in range(0, len(order), bs):
+            batch = order[s: s + bs]
+            lps = fn(self.model, [encs[i] for i in batch], self.pad_id, self.config.chunk_size)
+            for i, row in zip(batch, lps):
+                e = encs[i]
+                self.cache.put(keys[i], {"sum": [float(x.sum()) for x in row], "n": [len(x) for x in row],
+                                         "prefix_tokens": len(e.prefix), "truncated_tokens": e.truncated_tokens,
+                                         "over_budget": e.over_budget})
+            bar.update(len(batch))
 
     def _finish(self, value: dict) -> dict:
         """Turn cached per-target sums into the reported numbers (norm applied here, so it is not in the key)."""
@@ -323,7 +381,10 @@ class Scorer:
         for r in rows:
             for side in ("chosen", "rejected"):
                 convs.append(list(r["messages"]) + [{"role": "assistant", "content": r[side]}])
-        out = self.score(convs, progress=progress, desc=desc)
+        try:
+            out = self.score(convs, progress=progress, desc=desc)
+        except TooLong as e:
+            raise TooLong(e.index // 2, e.detail, ("chosen", "rejected")[e.index % 2]) from None
         return [{"chosen": out[2 * i]["reward"], "rejected": out[2 * i + 1]["reward"],
                  "chosen_detail": out[2 * i], "rejected_detail": out[2 * i + 1]} for i in range(len(rows))]
 
@@ -335,6 +396,7 @@ class Scorer:
             ctx, role = flr_context(conversation, self.config.layout)
             target = target or self.bank.texts()[0]
             enc = encode(self.tokenizer, ctx, role, [target], self.config.system_prompt, self.config.max_tokens)
+        self._check_length(0, enc)
         lp = engine_logprobs(self.model, [enc], self.pad_id, self.config.chunk_size)[0][0]
         toks = [self.tokenizer.decode([t]) for t in enc.targets[0]]
         return {"tokens": toks, "logprobs": [float(x) for x in lp], "mean": float(lp.mean()),

@@ -120,3 +120,18 @@ def test_run_suite_same_subset_for_every_scorer(results, tiny, small_bank, tmp_p
     ids = {t: [r["id"] for r in read_jsonl(benchmarks.result_path("t", "own_pairs", t, "random:tiny-llama")
                                           .with_suffix(".jsonl"))] for t in got}
     assert ids["flr"] == ids["direct"] and set(ids["legacy_repo"]) <= set(ids["flr"])
+
+
+def test_run_suite_skips_an_unavailable_benchmark_and_scores_the_rest(results, tiny, small_bank, tmp_path):
+    import json
+
+    own = tmp_path / "own_pairs.jsonl"
+    own.write_text("".join(json.dumps({k: r[k] for k in ("id", "messages", "chosen", "rejected")}) + "\n" for r in PAIRS))
+    # alpaca_farm is Hub-only: unavailable under the tests' FLR_OFFLINE=1
+    out = benchmarks.run_suite(tiny, ["alpaca_farm", str(own)], ["direct"], "t", bank=small_bank, n_boot=50,
+                               cache=None, progress=False)
+    assert [(o["benchmark"], o["n"]) for o in out] == [("own_pairs", 3)]
+    assert [s["benchmark"] for s in out.skipped] == ["alpaca_farm"] and "offline" in out.skipped[0]["reason"]
+    on_disk = read_json(results / "t" / "reward_benchmarks" / "skipped" / "alpaca_farm.json")
+    assert on_disk["reason"] == out.skipped[0]["reason"]
+    assert set(reporting.reward_results("t")["benchmark"]) == {"own_pairs"}  # the skip file is not a result

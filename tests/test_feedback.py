@@ -87,10 +87,43 @@ def test_openai_rewriter_with_a_stub_transport(monkeypatch):
         rw.OpenAIRewriter(transport=transport)
 
 
-def test_hf_rewriter_runs_on_a_local_model(tiny):
-    out = rw.HFRewriter(tiny, max_new_tokens=5)(triple())
-    assert isinstance(out, str)
-    assert "hf:random:tiny-llama" in rw.HFRewriter(tiny).name
+def test_hf_rewriter_runs_on_a_local_model(tiny, monkeypatch):
+    """The rewriter feeds the model the chat-templated rewrite prompt (critique included) and returns its greedy
+    decode, cleaned. The real ``generate`` runs under a spy that records what went in and came out; a hand-written
+    argmax loop on the same prompt must give the same tokens. (The random tiny model's greedy decode is newlines
+    only, so the cleaned follow-up is empty: ``rewrite_all`` would reject it as "empty".)"""
+    import torch
+
+    t = triple()
+    seen = {}
+    generate = tiny.model.generate
+
+    def spy(**kw):
+        seen.update(kw)
+        seen["out"] = generate(**kw)
+        return seen["out"]
+
+    monkeypatch.setattr(tiny.model, "generate", spy)
+    out = rw.HFRewriter(tiny, max_new_tokens=5)(t)
+    tok, model = tiny.tokenizer, tiny.model
+    prompt = seen["input_ids"][0].tolist()
+    assert prompt == tok.apply_chat_template(rw.rewrite_messages(t), add_generation_prompt=True,
+                                             return_dict=True)["input_ids"]
+    text = tok.decode(prompt)
+    assert all(t[k] in text for k in ("critique", "prompt", "response")) and rw.REWRITE_SYSTEM in text
+    assert seen["do_sample"] is False and seen["max_new_tokens"] == 5
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    greedy = []
+    with torch.no_grad():
+        for _ in range(5):
+            greedy.append(int(model(torch.tensor([prompt + greedy])).logits[0, -1].argmax()))
+            if greedy[-1] in eos:
+                break
+    assert seen["out"][0, len(prompt):].tolist()[:len(greedy)] == greedy
+    assert out == rw.clean(tok.decode(greedy, skip_special_tokens=True)) == ""
+    assert rw.reject_reason(out, t["critique"]) == "empty"
+    assert rw.HFRewriter(tiny).name == f"hf:random:tiny-llama:{tiny.provenance.get('adapter_hash')}:n64"
 
 
 def test_rewrite_all_caches_and_logs_rejects(tmp_path):
@@ -206,6 +239,35 @@ def test_training_example_is_the_scorers_feedback_layout(tiny):
     assert tok.decode(labels[n:].tolist()) == row["followup"] + "<|im_end|>\n"
 
 
+def _span(seq, sub):
+    return next(i for i in range(len(seq) - len(sub) + 1) if seq[i:i + len(sub)] == sub)
+
+
+def test_sft_loss_is_on_the_followup_only_and_the_recipe_says_so(tiny):
+    """Labels: -100 on everything but the follow-up f and its end-of-turn tokens; the assistant turn p is masked
+    although LLaMA-Factory v0.8.3 (mask_history=False) would train on it. The recipe text says exactly that."""
+    tok = tiny.tokenizer
+    row = _row(prompt="Which planet is the largest?", response="Jupiter is the largest planet.",
+               followup="Great, thanks for the quick answer!")
+    ex = fb.sft_example(tok, row)
+    ids, labels = ex["input_ids"], ex["labels"]
+    trained = [i for i, lab in enumerate(labels) if lab != -100]
+    assert trained == list(range(len(ids) - ex["target_tokens"], len(ids)))  # one span, at the very end
+    assert [labels[i] for i in trained] == ids[trained[0]:]
+    eot = tok("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    assert ids[-len(eot):] == eot and tok.decode(ids[trained[0]:-len(eot)]) == row["followup"]
+    for masked in (row["prompt"], row["response"], FEEDBACK_REQUEST):  # p (an assistant turn), r, the request
+        sub = tok(masked, add_special_tokens=False)["input_ids"]
+        at = _span(ids, sub)
+        assert set(labels[at:at + len(sub)]) == {-100}, masked
+    assert [m["role"] for m in flr_context(fb.training_conversation(row), "feedback")[0]][1] == "assistant"
+    for text in (fb.LOSS_MASK, fb.RECIPE):
+        assert "loss on the final assistant turn (the follow-up f) and its end-of-turn tokens only" in text
+        assert "mask_history=False would also train on the assistant turn p" in text
+    assert fb.RECIPE.startswith("paper profile: LLaMA-Factory v0.8.3 LoRA defaults")
+    assert "train_on_prompt: false``)," not in fb.__doc__ and "mask_history" in fb.__doc__
+
+
 def _bank(text):
     from flrlib.followups import make_bank
 
@@ -267,6 +329,7 @@ def test_train_adapter_and_ft_flr(tiny, data_ready, tmp_path):
     assert prov["base_model"] == "random:tiny-llama" and prov["data_hash"] == data.hash and prov["seed"] == 1
     assert prov["lora"] == {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
     assert prov["layout"] == "feedback" and prov["global_steps"] == 2
+    assert prov["recipe"] == fb.RECIPE and prov["loss_mask"] == fb.LOSS_MASK  # says which tokens were trained on
     assert [r["step"] for r in fb.loss_curve(res.log_history)] == [1, 2]
     again = fb.train_adapter(data, "random:tiny-llama", train=settings, seed=1, device="cpu", dtype="float32",
                              out_root=tmp_path)

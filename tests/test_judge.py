@@ -1,5 +1,6 @@
-"""Judges, position randomisation, win rates and AlpacaEval 2's length-controlled win rate. No network: the API
-judge runs against a fake transport."""
+"""Judges, position randomisation, win rates and the length-controlled win rate (AlpacaEval's
+length_controlled_minimal GLM, not the leaderboard's length_controlled_v1). No network: the API judge runs against a
+fake transport."""
 import math
 
 import numpy as np
@@ -34,9 +35,11 @@ AE_WIN_RATE = 51.83529891808656
 def test_lc_win_rate_matches_alpaca_eval():
     len_ref, len_cand, diff, pref = synth()
     assert pref.mean() * 100 == pytest.approx(AE_WIN_RATE, abs=1e-9)
-    assert lc_winrate(pref, len_ref, len_cand)["lc_win_rate"] == pytest.approx(AE_MINIMAL, abs=1e-3)
+    minimal = lc_winrate(pref, len_ref, len_cand)
+    assert minimal["lc_win_rate"] == pytest.approx(AE_MINIMAL, abs=1e-3)
+    assert minimal["glm"] == "length_controlled_minimal"  # the variant is named, it is not the leaderboard's v1
     fixed = lc_winrate(pref, len_ref, len_cand, difficulty=diff, C=1291.5496650148827)
-    assert fixed["lc_win_rate"] == pytest.approx(AE_NOREG, abs=1e-3)
+    assert fixed["lc_win_rate"] == pytest.approx(AE_NOREG, abs=1e-3) and fixed["glm"] == "length_controlled_noreg"
     assert fixed["lc_standard_error"] == pytest.approx(AE_NOREG_SE, abs=1e-3)
     # our own C selection: liblinear's tolerance can pick a neighbouring C on a flat CV curve
     assert lc_winrate(pref, len_ref, len_cand, difficulty=diff)["lc_win_rate"] == pytest.approx(AE_NOREG, abs=0.1)
@@ -140,6 +143,33 @@ def test_win_rates_ties_ci_and_lc():
     assert r["discrete_win_rate"] == pytest.approx(60.0)
     assert r["ci_low"] < r["win_rate"] < r["ci_high"]
     assert 0 < r["lc_win_rate"] < 100 and r["first_position_rate"] == 50.0
+    assert r["lc_glm"] == "length_controlled_minimal"  # every result row names the LC variant
+
+
+def test_alignment_table_names_the_lc_variant(tmp_path, monkeypatch):
+    from flrlib import reporting
+    from flrlib.results import write_json
+
+    monkeypatch.setenv("FLR_RESULTS_DIR", str(tmp_path))
+    row = {"judge": "j", "candidate": "dpo", "baseline": "base", "n": 10, "win_rate": 60.0, "ci_low": 40.0,
+           "ci_high": 80.0, "lc_win_rate": 55.0, "avg_length": 500.0, "judge_label": "independent"}
+    write_json(tmp_path / "unit" / "alignment" / "eval_summary.json", {"rows": [row]})
+    table = reporting.alignment_table("unit")
+    assert list(table.columns)[5] == "LC win rate % (minimal GLM)" and table.iloc[0, 5] == "55.0"
+    assert "length_controlled_minimal" in reporting.summary_markdown("unit")
+
+
+def test_system_scatter_labels_the_leaderboards_lc(data_ready, monkeypatch):
+    """The system-level LC target is the AlpacaEval 2 leaderboard's own number (length_controlled_v1), and says so."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from flrlib import reporting
+    from flrlib.paths import ROOT
+
+    monkeypatch.setenv("FLR_RESULTS_DIR", str(ROOT / "results"))  # the committed demo results
+    fig = reporting.plot_system_scatter("demo", "flr", target="lc_win_rate")
+    assert fig.axes[0].get_xlabel() == "AlpacaEval 2 leaderboard LC win rate (%, length_controlled_v1)"
 
 
 def test_api_judge_protocol_with_a_fake_transport(tmp_path, monkeypatch):

@@ -163,6 +163,59 @@ def test_helpsteer_and_feedback_bench():
         hub.parse_feedback_bench([{"orig_instruction": "i", "orig_score": 3}])
 
 
+@pytest.fixture
+def online(monkeypatch):
+    """No offline switch set and the Hub 'reachable' (no real network is used: the download is replaced)."""
+    from flrlib import net
+
+    for v in net.SWITCHES:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(net, "reachable", lambda host, *a, **k: True)
+    return monkeypatch
+
+
+def test_alpaca_farm_reads_its_data_file_not_the_loading_script(online, tmp_path):
+    import huggingface_hub
+
+    rows = [{"instruction": "Translate", "input": "bonjour", "output_1": "hello", "output_2": "bye", "preference": 1,
+             "raw_preference": 1},
+            {"instruction": "Say hi", "input": "", "output_1": "hi", "output_2": "hey", "preference": 2,
+             "raw_preference": 4}]
+    (tmp_path / "alpaca_human_preference.json").write_text(json.dumps(rows))
+    calls = []
+
+    def download(repo_id, filename, **kw):
+        calls.append((repo_id, filename, kw))
+        return str(tmp_path / filename)
+
+    online.setattr(huggingface_hub, "hf_hub_download", download)
+    recs, rep = data.load_benchmark("alpaca_farm")
+    assert calls == [("tatsu-lab/alpaca_farm", "alpaca_human_preference.json", {"repo_type": "dataset", "revision": None})]
+    assert [r["chosen"] for r in recs] == ["hello", "hey"] and rep["rows_total"] == 2
+    assert recs[0]["messages"] == [{"role": "user", "content": "Translate\n\nbonjour"}]
+
+
+def test_hub_errors_say_offline_only_when_offline(online):
+    import huggingface_hub
+
+    from flrlib import net
+
+    def fail(*a, **k):
+        raise OSError("404 Client Error: Entry Not Found")
+
+    online.setattr(huggingface_hub, "hf_hub_download", fail)
+    with pytest.raises(DataMissing, match="could not download alpaca_human_preference.json.*404") as e:
+        data.load_benchmark("alpaca_farm")
+    assert "offline" not in str(e.value)
+    online.setattr(net, "reachable", lambda host, *a, **k: False)
+    with pytest.raises(DataMissing, match="huggingface.co is unreachable") as e:
+        data.load_benchmark("shp")
+    assert "offline" not in str(e.value)
+    online.setenv("FLR_OFFLINE", "1")
+    with pytest.raises(DataMissing, match="this run is offline"):
+        data.load_benchmark("alpaca_farm")
+
+
 def test_hub_benchmarks_fail_clearly_offline():
     for name in data.benchmark_names(offline=False):
         with pytest.raises(DataMissing, match="not available offline"):
@@ -207,8 +260,13 @@ def test_user_jsonl_pairwise_and_rating(tmp_path):
     with pytest.raises(MalformedRow, match=r"rate.jsonl: row 2: field 'score' has type str"):
         data.load_benchmark(str(r))
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"messages": [{"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"}) + "\n")
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}],
+                               "chosen": "a", "rejected": "b"}) + "\n")
     with pytest.raises(MalformedRow, match="row 1: field 'messages' must end with the user turn"):
+        data.load_benchmark(str(bad))
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "user", "content": "x"}],
+                               "chosen": "a", "rejected": "b"}) + "\n")
+    with pytest.raises(MalformedRow, match=r"bad.jsonl: row 1: field messages\[1\]: two 'user' turns in a row"):
         data.load_benchmark(str(bad))
 
 
@@ -263,3 +321,54 @@ def test_system_subset_same_prompts_for_every_model(data_ready):
         assert r["response"].strip()
     assert len(by_model) == 17 and len({frozenset(v) for v in by_model.values()}) == 1
     assert rep["dropped"]["empty output for some model"] > 0
+
+
+def test_converters_agree_with_the_raw_mirror_files(data_ready):
+    """Each loader checked against the unmodified public file it reads, by an independent reading of that file."""
+    import csv
+    import statistics
+
+    from flrlib.chat import check_messages
+
+    raw = pairwise.read_rows(data_ready / "hh-rlhf/helpful-base/test.jsonl.gz")
+    recs, _ = data.load_benchmark("hh_helpful_base")
+    for r in recs:
+        row = raw[int(r["id"].rsplit("-", 1)[1])]
+        assert row["chosen"].rstrip().endswith(r["chosen"]) and row["rejected"].rstrip().endswith(r["rejected"])
+        assert row["chosen"].count("\n\nHuman:") == sum(m["role"] == "user" for m in r["messages"])
+    files = {f.split("/")[-1].split(".")[0]: pairwise.read_rows(data_ready / f)
+             for f in data.benchmark_info("alpaca_eval_gpt4")["files"]}
+    recs, _ = data.load_benchmark("alpaca_eval_gpt4")
+    for r in recs:
+        tag, i = r["id"][len("alpaca_eval_gpt4-"):].rsplit("-", 1)
+        row = files[tag][int(i)]
+        want = (row["output_1"], row["output_2"]) if float(row["preference"]) == 1 else (row["output_2"], row["output_1"])
+        assert (r["chosen"], r["rejected"]) == want and r["messages"][0]["content"] == row["instruction"]
+    for name, f, turns in (("prometheus_mt_bench", "mt_bench_eval", 3), ("prometheus_vicuna", "vicuna_eval", 1)):
+        raw = pairwise.read_rows(data_ready / f"prometheus/{f}.json.gz")
+        recs, _ = data.load_benchmark(name)
+        assert len(recs) == len(raw) == 320
+        for r, row in zip(recs, raw):
+            assert r["response"] in row["instruction"] and r["messages"][-1]["content"] in row["instruction"]
+            assert r["score"] == pytest.approx(statistics.mean(float(s) for s in row["gpt4_score"]))
+            assert len(r["messages"]) == turns
+    with open(data_ready / "alpaca_eval/leaderboard_alpaca_eval_2.csv", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    j = rows[0].index("length_controlled_winrate")
+    assert data.lc_win_rates(2) == {r[0]: float(r[j]) for r in rows[1:] if r[j]}
+    with gzip.open(data_ready / "ultrafeedback/train_clean.jsonl.gz", "rt", encoding="utf-8") as fh:
+        prompts = [json.loads(line)["prompt"] for line in fh if line.strip()]
+    assert [r["messages"][0]["content"] for r in data.ultrafeedback_prompts()] == prompts
+    # every offline record is a valid conversation once its response is appended (role order included)
+    for name in data.benchmark_names(offline=True):
+        for r in data.load_benchmark(name)[0]:
+            check_messages(list(r["messages"]) + [{"role": "assistant", "content": r.get("chosen") or r["response"]}])
+
+
+def test_nectar_transcripts_must_alternate():
+    from flrlib.data.prompts import _nectar_messages
+
+    assert _nectar_messages("\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:", "n") == [
+        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    with pytest.raises(ValueError, match=r"n field 'prompt' turns\[1\]: two 'user' turns in a row"):
+        _nectar_messages("\n\nHuman: a\n\nHuman: c\n\nAssistant:", "n")

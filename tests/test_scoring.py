@@ -162,10 +162,10 @@ def test_unstable_template_raises(tiny):
     tok = tiny.tokenizer
     saved = tok.chat_template
     try:
-        # no separator between role and content: BPE merges across the boundary ("user" + "s are" -> "users")
+        # no separator between role and content: BPE merges across the boundary ("assistant" + "s" -> "...ants")
         tok.chat_template = "{% for m in messages %}{{ m['role'] }}{{ m['content'] }}{% endfor %}"
         with pytest.raises(TemplateError, match="prefix-stable"):
-            encode(tok, [{"role": "assistant", "content": "Hi"}], "user", ["s are great"])
+            encode(tok, [{"role": "user", "content": "Hi"}], "assistant", ["s are great"])
     finally:
         tok.chat_template = saved
 
@@ -223,3 +223,50 @@ def test_provenance_records_hashes(tiny, paper_bank):
 def test_engine_matches_oracle_on_smollm2(smol, small_bank, convs):
     sc, encs = _encs(smol, small_bank, convs[:1])
     assert _max_diff(engine_logprobs(smol.model, encs, sc.pad_id, 8), naive_logprobs(smol.model, encs)) <= 1e-4
+
+
+def test_identity_is_computed_once_per_scorer(tiny, small_bank, convs, tmp_path, monkeypatch):
+    """Hashing an adapter folder reads all its bytes: once per Scorer, not once per conversation."""
+    import flrlib.models as models
+    from flrlib.models import Loaded
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 1000)
+    calls = []
+    real = models.folder_hash
+    monkeypatch.setattr(models, "folder_hash", lambda f: calls.append(f) or real(f))
+    loaded = Loaded(tiny.model, tiny.tokenizer, tiny.spec, str(adapter))
+    sc = Scorer(loaded, small_bank, ScoreConfig(), cache=None)
+    sc.score(convs, progress=False)
+    sc.score_pairs([{"messages": convs[0][:1], "chosen": "Paris.", "rejected": "Rome."}], progress=False)
+    assert sc.provenance["adapter_hash"] == real(adapter) and len(calls) == 1
+    assert sc._key(convs[0]) == Scorer(loaded, small_bank, ScoreConfig(), cache=None)._key(convs[0])
+
+
+def test_sequences_longer_than_the_model_are_refused(tiny, small_bank, convs):
+    """The tiny model reads 4096 positions; a response alone longer than that cannot be scored (it is never cut)."""
+    assert tiny.model.config.max_position_embeddings == 4096
+    long = [{"role": "user", "content": "Tell me."}, {"role": "assistant", "content": "word " * 5000}]
+    sc = Scorer(tiny, small_bank, ScoreConfig(), cache=None)
+    with pytest.raises(ValueError, match=r"conversation 1: \d+ tokens .* context length 4096 .*max_tokens \(2048\)"):
+        sc.score([convs[0], long], progress=False)
+    assert len(sc.cache) == 0  # refused before anything was scored
+    with pytest.raises(ValueError, match=r"row 0 \(rejected\)"):
+        sc.score_pairs([{"messages": long[:1], "chosen": "Short.", "rejected": long[1]["content"]}], progress=False)
+    direct = Scorer(tiny, None, ScoreConfig(scorer="direct"), cache=None)
+    with pytest.raises(ValueError, match="context length 4096"):
+        direct.score([long], progress=False)
+    # a context under the budget but a budget over the model's length: lower max_tokens, says the message
+    chatty = [{"role": "user", "content": "blah " * 6000}, {"role": "assistant", "content": "Ok."}]
+    with pytest.raises(ValueError, match=r"lower max_tokens \(8000\) to at most 4096"):
+        Scorer(tiny, small_bank, ScoreConfig(max_tokens=8000), cache=None).score([chatty], progress=False)
+    out = sc.score([chatty], progress=False)[0]  # cut to the default budget instead: scored and reported
+    assert out["truncated_tokens"] > 3000 and not out["over_budget"]
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "batch_size", "chunk_size"])
+@pytest.mark.parametrize("value", [0, -3, 2.5, "8"])
+def test_sizes_must_be_positive_integers(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
+        ScoreConfig(**{field: value})

@@ -12,11 +12,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import net
+from ..files import atomic_write
 from ..paths import data_dir, mirror_dir
 
 GH = "https://raw.githubusercontent.com"
@@ -81,31 +82,48 @@ class DataMissing(FileNotFoundError):
     pass
 
 
+FLR_CATEGORIES = ("understanding", "relevance", "correctness", "engagingness", "informativeness", "following")
+
+
 def _followups_from_utils(text: str) -> dict:
-    """Parse the authors' utils.py with ``ast`` (never imported): ``<category>_pos`` / ``<category>_neg`` lists."""
+    """Parse the authors' utils.py with ``ast`` (never imported): ``<category>_pos`` / ``<category>_neg`` lists.
+
+    The real file chains some assignments (``following_pos = texts = [...]``), so every name target counts.
+    """
     lists = {}
     for node in ast.parse(text).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        if isinstance(node, ast.Assign):
             try:
-                lists[node.targets[0].id] = ast.literal_eval(node.value)
+                value = ast.literal_eval(node.value)
             except ValueError:
                 continue
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    lists[target.id] = value
     cats = {}
-    for cat in ("understanding", "relevance", "correctness", "engagingness", "informativeness", "following"):
+    for cat in FLR_CATEGORIES:
+        for key in (f"{cat}_pos", f"{cat}_neg"):
+            if not isinstance(lists.get(key), list) or not all(isinstance(t, str) for t in lists[key]):
+                raise DataMissing(f"utils.py: no list of strings named {key!r}; supply a mirror folder")
         cats[cat] = {"positive": lists[f"{cat}_pos"], "negative": lists[f"{cat}_neg"]}
-    return {"source": "e0397123/FLR utils.py @ 787bce6 (parsed with ast)", "categories": cats}
+    return {"source": "e0397123/FLR utils.py @ 787bce6 (the paper's released follow-up utterances, kept byte-exact, "
+                      "duplicates included)", "categories": cats}
 
 
 def _elo_from_readme(text: str) -> dict:
-    """Best-effort parse of the ELO list in the authors' README (``model ... 1234`` rows)."""
-    elo = {}
-    for line in text.splitlines():
-        m = re.match(r"^\s*\|?\s*([A-Za-z0-9][\w.@\-]*)\s*[|:,]\s*(1\d{3}(?:\.\d+)?)\s*\|?\s*$", line)
-        if m:
-            elo[m.group(1)] = float(m.group(2))
-    if len(elo) < 10:
-        raise DataMissing("could not parse the Arena ELO list from the authors' README; supply a mirror folder")
-    return {"source": "e0397123/FLR README.md @ 787bce6", "elo": elo}
+    """The ``lmsys_elo = {...}`` dict in the authors' README (a quoted Python dict inside backticks), read with
+    ``ast.literal_eval``: names and values as written, in the README's order."""
+    m = re.search(r"lmsys_elo\s*=\s*(\{.*?\})", text, flags=re.S)
+    try:
+        elo = ast.literal_eval(m.group(1)) if m else None
+    except (ValueError, SyntaxError):
+        elo = None
+    if not isinstance(elo, dict) or len(elo) < 10 or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) for k, v in elo.items()):
+        raise DataMissing("could not parse the `lmsys_elo = {...}` Arena ELO list from the authors' README; "
+                          "supply a mirror folder")
+    return {"source": "e0397123/FLR README.md @ 787bce6: LMSYS Chatbot Arena ELO as of 2024-06-07",
+            "elo": {k: float(v) for k, v in elo.items()}}
 
 
 def _download(src: Source, dest: Path, timeout: float) -> None:
@@ -117,28 +135,21 @@ def _download(src: Source, dest: Path, timeout: float) -> None:
         blob = json.dumps(_elo_from_readme(blob.decode()), indent=1).encode()
     if src.gzip:
         blob = gzip.compress(blob, mtime=0)
-    _atomic_write(dest, blob)
-
-
-def _atomic_write(dest: Path, blob: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".part-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(blob)
-    os.replace(tmp, dest)
+    atomic_write(dest, blob)
 
 
 def fetch(dest: str | Path | None = None, mirror: str | Path | None = None, online: bool | None = None,
           only: list[str] | None = None, timeout: float = 30.0, verbose: bool = True) -> dict:
     """Copy each source file into ``dest`` from the mirror, else download it; skip files already present.
 
-    Returns ``{"copied": n, "downloaded": n, "present": n, "missing": [paths]}`` and raises :class:`DataMissing`
+    ``online``: download what no mirror has (``None``/``True``); never when :func:`flrlib.net.offline` is true
+    (``FLR_OFFLINE=1`` wins over ``online=True``). Returns ``{"copied": n, "downloaded": n, "present": n,
+    "missing": [paths]}`` and raises :class:`DataMissing`
     with what is missing and how to supply it when a file can be had neither way.
     """
     dest = Path(dest) if dest else data_dir()
     mirror = Path(mirror) if mirror else mirror_dir()
-    if online is None:
-        online = os.environ.get("FLR_OFFLINE", "0") in ("0", "", "false")
+    online = not net.offline() and online is not False  # FLR_OFFLINE=1 wins over online=True
     report = {"copied": 0, "downloaded": 0, "present": 0, "missing": []}
     errors = []
     for src in sources():
@@ -174,7 +185,8 @@ def fetch(dest: str | Path | None = None, mirror: str | Path | None = None, onli
             f"{len(report['missing'])} data files are missing ({', '.join(groups)}), e.g. {report['missing'][0]}. "
             f"No mirror had them (looked in {mirror}; set FLR_DATA_MIRROR to a copy of the mirror folder) "
             + ("and downloading failed:\n  " + "\n  ".join(errors[:5]) if errors else
-               "and downloads are off (FLR_OFFLINE=1 or online=False).")
+               "and downloads are off (" + ("this run is offline: FLR_OFFLINE / HF_*_OFFLINE is set)." if net.offline()
+                                            else "online=False / --offline)."))
         )
     return report
 

@@ -1,13 +1,18 @@
-"""Hub-only benchmarks (need internet): fetched with ``datasets.load_dataset`` and parsed from their documented
-schemas. Offline (``FLR_OFFLINE=1`` / ``HF_DATASETS_OFFLINE=1``, or the Hub unreachable) they raise
-:class:`~flrlib.data.fetch.DataMissing` saying so. The parsers take plain rows, so they are unit-tested on
-hand-made rows shaped like the real ones.
+"""Hub-only benchmarks (need internet): fetched with ``datasets.load_dataset`` (or, for a dataset published as a
+loading script, its data file with ``huggingface_hub.hf_hub_download``) and parsed from their documented schemas.
+Offline (:func:`flrlib.net.offline`) or with the Hub unreachable they raise :class:`~flrlib.data.fetch.DataMissing`
+saying which; a failure of the Hub itself says what failed, not "offline". The parsers take plain rows, so they are
+unit-tested on hand-made rows shaped like the real ones.
+
+Revisions: each registry entry may pin ``hub: {revision: <commit sha>}``; ``null`` means the dataset's ``main``
+branch (unpinned). All Hub entries are unpinned for now (no way to read the Hub's commit ids from here); pin one by
+setting ``revision`` in ``data/registry.yaml`` (or a copy in the data folder).
 
 | benchmark | Hub id (config, split) | fields used |
 |---|---|---|
 | shp | stanfordnlp/SHP (test) | history, human_ref_A, human_ref_B, labels (1: A preferred), domain |
 | beavertails | PKU-Alignment/PKU-SafeRLHF (test) | prompt, response_0, response_1, better_response_id |
-| alpaca_farm | tatsu-lab/alpaca_farm (alpaca_human_preference, preference) | instruction, input, output_1, output_2, preference |
+| alpaca_farm | tatsu-lab/alpaca_farm, file alpaca_human_preference.json (9,691 rows) | instruction, input, output_1, output_2, preference |
 | mt_bench_human | lmsys/mt_bench_human_judgments (human) | question_id, model_a, model_b, winner, conversation_a/b, turn |
 | helpsteer | nvidia/HelpSteer (validation) | prompt, response, helpfulness (0-4) |
 | feedback_bench | prometheus-eval/Feedback-Bench (train) | orig_instruction, orig_response, orig_score (1-5) |
@@ -15,43 +20,51 @@ hand-made rows shaped like the real ones.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 
+from .. import net
 from .fetch import DataMissing
-from .pairwise import MalformedRow, field
+from .pairwise import MalformedRow, field, read_rows
 
 
-def offline() -> bool:
-    return any(os.environ.get(v, "0") not in ("0", "", "false") for v in ("FLR_OFFLINE", "HF_DATASETS_OFFLINE",
-                                                                           "HF_HUB_OFFLINE"))
-
-
-def reachable(host: str, timeout: float = 3.0) -> bool:
-    """A quick TCP check, so that an offline machine fails in seconds instead of after the Hub client's retries."""
-    import socket
-
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+def _require_hub(name: str, what: str) -> None:
+    """:class:`DataMissing` at once when offline or when the Hub does not answer (instead of a client's retries)."""
+    if net.offline():
+        raise DataMissing(f"benchmark {name!r} is Hub-only ({what}) and is not available offline (this run is offline: "
+                          "FLR_OFFLINE / HF_*_OFFLINE is set). Run online, or pass your own JSONL in the same schema.")
+    if not net.reachable("huggingface.co"):
+        raise DataMissing(f"benchmark {name!r} is Hub-only ({what}) and huggingface.co is unreachable from here. "
+                          "Run where the Hub is reachable, or pass your own JSONL in the same schema.")
 
 
 def hub_rows(name: str, hub_id: str, config: str | None, split: str, revision: str | None = None) -> list[dict]:
-    """All rows of a Hub split, or :class:`DataMissing` with a clear "not available offline" message."""
-    if offline() or not reachable("huggingface.co"):
-        why = "FLR_OFFLINE / HF_DATASETS_OFFLINE is set" if offline() else "huggingface.co is unreachable"
-        raise DataMissing(f"benchmark {name!r} is Hub-only ({hub_id}, split {split}) and is not available offline "
-                          f"({why}). Run online, or pass your own JSONL in the same schema.")
+    """All rows of a Hub split (``datasets.load_dataset``), or :class:`DataMissing` saying why not."""
+    _require_hub(name, f"{hub_id}, split {split}")
     import datasets
 
     try:
         ds = datasets.load_dataset(hub_id, config, split=split, revision=revision)
-    except Exception as e:  # noqa: BLE001 - any Hub/network failure becomes one clear message
-        raise DataMissing(f"benchmark {name!r}: could not load {hub_id} ({config or 'default'}, {split}) from the "
-                          f"Hub - not available offline or unreachable ({type(e).__name__}: {str(e)[:200]})") from None
+    except Exception as e:  # noqa: BLE001 - any Hub/loader failure becomes one clear message
+        raise DataMissing(f"benchmark {name!r}: could not load {hub_id} ({config or 'default'}, {split}, revision "
+                          f"{revision or 'main (unpinned)'}) from the Hub: {type(e).__name__}: {str(e)[:300]}") from None
     return [dict(r) for r in ds]
+
+
+def hub_file_rows(name: str, hub_id: str, filename: str, revision: str | None = None) -> list[dict]:
+    """Rows of one JSON/JSONL data file of a Hub dataset repo, downloaded with ``huggingface_hub`` (cached there).
+
+    For datasets published as a loading script (``tatsu-lab/alpaca_farm``), which ``datasets`` >= 4 refuses to run:
+    the data files themselves are plain JSON.
+    """
+    _require_hub(name, f"{hub_id}, file {filename}")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(hub_id, filename, repo_type="dataset", revision=revision)
+    except Exception as e:  # noqa: BLE001 - any Hub failure becomes one clear message
+        raise DataMissing(f"benchmark {name!r}: could not download {filename} of the Hub dataset {hub_id} (revision "
+                          f"{revision or 'main (unpinned)'}): {type(e).__name__}: {str(e)[:300]}") from None
+    return read_rows(path)
 
 
 def _user(text: str) -> list[dict]:
@@ -171,19 +184,20 @@ def url_rows(name: str, url: str, local: str) -> list[dict]:
     """Rows of a public JSON file fetched once into the data folder (``local``); offline: :class:`DataMissing`."""
     import urllib.request
 
+    from ..files import atomic_write
     from ..paths import data_dir
-    from .fetch import _atomic_write
-    from .pairwise import read_rows
 
     path = data_dir() / local
     if not path.exists():
-        if offline() or not reachable("raw.githubusercontent.com"):
-            raise DataMissing(f"benchmark {name!r} is not available offline (not in the mirror: {local}); it is "
-                              f"downloaded from {url} when online.")
+        if net.offline():
+            raise DataMissing(f"benchmark {name!r} is not available offline (not in the mirror: {local}; this run is "
+                              f"offline); it is downloaded from {url} when online.")
+        if not net.reachable("raw.githubusercontent.com"):
+            raise DataMissing(f"benchmark {name!r}: {local} is not in the data folder and raw.githubusercontent.com "
+                              f"is unreachable; it is downloaded from {url}.")
         try:
             with urllib.request.urlopen(url, timeout=60) as r:  # noqa: S310 - pinned public https URL
-                _atomic_write(path, r.read())
+                atomic_write(path, r.read())
         except Exception as e:  # noqa: BLE001
-            raise DataMissing(f"benchmark {name!r}: could not download {url} - not available offline or unreachable "
-                              f"({type(e).__name__}: {e})") from None
+            raise DataMissing(f"benchmark {name!r}: could not download {url} ({type(e).__name__}: {e})") from None
     return read_rows(path)

@@ -16,7 +16,10 @@ import gzip
 import json
 import random
 import re
+import warnings
 
+from .. import net
+from ..messages import check_messages
 from .fetch import DataMissing, require
 
 NECTAR = "berkeley-nest/Nectar"
@@ -70,14 +73,14 @@ def _nectar_messages(text: str, where: str) -> list[dict]:
             msgs.append({"role": "user" if role == "Human" else "assistant", "content": content})
     if not msgs or msgs[-1]["role"] != "user":
         raise ValueError(f"{where}: field 'prompt' does not end with a Human turn")
+
+    check_messages(msgs, f"{where} field 'prompt' turns")
     return msgs
 
 
 def nectar_prompts(max_examples: int | None = None, seed: int = 0, single_turn: bool = False) -> list[dict]:
     """Nectar prompts from the Hub (needs network): the paper's mining prompts (100K of 183K sampled)."""
-    from .hub import offline
-
-    if offline():
+    if net.offline():
         raise DataMissing(f"Nectar ({NECTAR}) is on the Hugging Face Hub only and this run is offline "
                           "(FLR_OFFLINE / HF_DATASETS_OFFLINE); use source='ultrafeedback' (the offline mining prompts).")
     from datasets import load_dataset
@@ -90,12 +93,19 @@ def nectar_prompts(max_examples: int | None = None, seed: int = 0, single_turn: 
     idx = list(range(len(ds)))
     if max_examples is not None and max_examples < len(idx):
         idx = sorted(random.Random(seed).sample(idx, int(max_examples)))
-    out = []
+    out, bad = [], []
     for i in idx:
-        msgs = _nectar_messages(ds[i]["prompt"], f"{NECTAR}[train][{i}]")
+        try:
+            msgs = _nectar_messages(ds[i]["prompt"], f"{NECTAR}[train][{i}]")
+        except ValueError as e:  # a transcript whose turns do not alternate: skipped, and said so below
+            bad.append(str(e))
+            continue
         if single_turn and len(msgs) > 1:
             continue
         out.append({"id": f"nectar-{i}", "messages": msgs})
+    if bad:
+        warnings.warn(f"Nectar: skipped {len(bad)} of {len(idx)} prompts that are not a valid conversation, e.g. "
+                      f"{bad[0]}", stacklevel=2)
     return out
 
 
@@ -134,10 +144,7 @@ def mining_prompts(source: str = "auto", max_examples: int | None = None, seed: 
     would shrink it, so ``max_examples`` is an upper bound; ``info`` says how many prompts were removed.
     """
     if source == "auto":
-        from ..models import _hub_reachable
-        from .hub import offline
-
-        source = "nectar" if not offline() and _hub_reachable() else "ultrafeedback"
+        source = "nectar" if net.reachable("huggingface.co") else "ultrafeedback"
     if source == "nectar":
         records = nectar_prompts(max_examples, seed)
     elif source == "ultrafeedback":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from ..messages import check_messages
 from ..paths import ROOT, data_dir
 from . import alpaca_eval, hub, pairwise, rating
 from .fetch import require
@@ -123,7 +124,8 @@ def _load_all(name: str, entry: dict) -> tuple[list[dict], dict, int]:
         return alpaca_eval.system_records(benchmark=name)
     if loader.startswith("hub_"):
         h = entry["hub"]
-        rows = hub.hub_rows(name, h["id"], h.get("config"), h["split"], h.get("revision"))
+        rows = (hub.hub_file_rows(name, h["id"], h["file"], h.get("revision")) if h.get("file") else
+                hub.hub_rows(name, h["id"], h.get("config"), h["split"], h.get("revision")))
         parse = {"hub_shp": hub.parse_shp, "hub_beavertails": hub.parse_beavertails,
                  "hub_alpaca_farm": hub.parse_alpaca_farm, "hub_mt_bench_human": hub.parse_mt_bench_human,
                  "hub_helpsteer": hub.parse_helpsteer, "hub_feedback_bench": hub.parse_feedback_bench}[loader]
@@ -155,7 +157,6 @@ def _is_user_file(name: str) -> bool:
 def load_user_jsonl(path: str | Path) -> tuple[list[dict], dict]:
     """Your own benchmark: JSONL rows ``{id?, messages, chosen, rejected}`` (pairwise) or ``{id?, messages,
     response, score}`` (rating). Errors name the file, line and field; nothing is silently dropped."""
-    from ..chat import check_messages
 
     path = Path(path)
     if not path.is_file():

@@ -1,0 +1,144 @@
+"""The papermill runner's state: a notebook counts as done only after it finished (Ctrl-C, errors, edited outputs).
+
+Tiny throwaway notebooks in a temporary folder, never the real ones. The interruption is a real SIGINT sent to the
+process group of a real ``python -m flrlib.reproduce`` subprocess, as Ctrl-C in a terminal does.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nbformat
+
+from flrlib import reproduce
+
+HOLD = """import os, pathlib, time
+if os.environ.get("FLR_TEST_MARK"):
+    pathlib.Path(os.environ["FLR_TEST_MARK"]).touch()
+while os.path.exists(os.environ.get("FLR_TEST_HOLD", "/nonexistent")):
+    time.sleep(0.05)"""
+
+
+def _notebooks(folder, cells: dict) -> None:
+    """``{name: [code, ...]}`` -> ``folder/name.ipynb``, each with a ``parameters`` cell first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sources in cells.items():
+        nb = nbformat.v4.new_notebook()
+        p = nbformat.v4.new_code_cell("profile = 'smoke'")
+        p.metadata["tags"] = ["parameters"]
+        nb.cells = [p] + [nbformat.v4.new_code_cell(s) for s in sources]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+def _profile(tmp_path):
+    prof = tmp_path / "p.yaml"
+    prof.write_text("common: {}\nnotebooks: {}\n")
+    return str(prof)
+
+
+def _statuses(report):
+    return {r["notebook"]: r["status"] for r in report}
+
+
+def test_interrupted_force_run_is_not_taken_as_done(tmp_path):
+    """The issue's sequence: a full run, then ``--force`` stopped by Ctrl-C inside 01, then a plain run: 01 and
+    everything after it run again (before the fix: rc 0 and all skipped, the old fingerprint still in the state)."""
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    _notebooks(nbs, {"00_first": ["x = 1"], "01_hold": [HOLD, "y = 2"], "02_last": ["z = 3"]})
+    prof = _profile(tmp_path)
+    assert set(_statuses(reproduce.run(prof, out_dir=out, notebooks_dir=nbs)).values()) == {"ran"}
+
+    mark, hold = tmp_path / "in_cell", tmp_path / "hold"
+    hold.touch()
+    env = {**os.environ, "FLR_TEST_MARK": str(mark), "FLR_TEST_HOLD": str(hold)}
+    proc = subprocess.Popen([sys.executable, "-m", "flrlib.reproduce", "--profile", prof, "--force",
+                             "--out-dir", str(out), "--notebooks-dir", str(nbs)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        t0 = time.time()
+        while not mark.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() - t0 < 120, "01_hold never started"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted in 01_hold; re-run the same command to resume"
+    state = json.loads((out / ".state.json").read_text())
+    assert set(state) == {"00_first"}  # 00 finished under --force; 01 was running; 02 depends on 01
+    assert "cell" in (reproduce.incomplete_reason(out / "01_hold.ipynb") or "")
+
+    hold.unlink()
+    again = reproduce.run(prof, out_dir=out, notebooks_dir=nbs)
+    assert _statuses(again) == {"00_first": "skipped", "01_hold": "ran", "02_last": "ran"}
+    assert set(json.loads((out / ".state.json").read_text())) == {"00_first", "01_hold", "02_last"}
+
+
+def test_an_incomplete_executed_notebook_is_run_again(tmp_path, capsys):
+    """Same fingerprint in the state, but the executed copy shows an error or a cell that never ran: not done."""
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    _notebooks(nbs, {"00_a": ["x = 1", "print(x)"], "01_b": ["y = 2"]})
+    prof = _profile(tmp_path)
+    reproduce.run(prof, out_dir=out, notebooks_dir=nbs)
+    assert reproduce.incomplete_reason(out / "00_a.ipynb") is None
+    executed = nbformat.read(out / "00_a.ipynb", as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    code[-1].execution_count = None
+    nbformat.write(executed, out / "00_a.ipynb")
+    capsys.readouterr()
+    assert _statuses(reproduce.run(prof, out_dir=out, notebooks_dir=nbs)) == {"00_a": "ran", "01_b": "ran"}
+    assert "never ran" in capsys.readouterr().out
+    assert _statuses(reproduce.run(prof, out_dir=out, notebooks_dir=nbs)) == {"00_a": "skipped", "01_b": "skipped"}
+
+
+def test_incomplete_reason_reads_outputs_and_execution_counts(tmp_path):
+    def executed(*cells):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell("# t")] + list(cells)
+        p = tmp_path / f"nb{len(list(tmp_path.iterdir()))}.ipynb"
+        nbformat.write(nb, p)
+        return p
+
+    def ran(src, n, outputs=()):
+        c = nbformat.v4.new_code_cell(src, execution_count=n)
+        c.outputs = [nbformat.from_dict(o) for o in outputs]
+        return c
+
+    ok = {"output_type": "stream", "name": "stdout", "text": "1\n"}
+    err = {"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "", "traceback": []}
+    assert reproduce.incomplete_reason(executed(ran("x = 1", 1, [ok]), nbformat.v4.new_code_cell("  "))) is None
+    assert reproduce.incomplete_reason(executed(ran("x = 1", 1), ran("sleep()", 2, [err]), ran("y", None))) == \
+        "cell 3 has an error output (KeyboardInterrupt)"
+    assert reproduce.incomplete_reason(executed(ran("x = 1", 1), ran("y = 2", None))) == "cell 3 never ran"
+    tagged = ran("1 / 0", 1, [{**err, "ename": "ZeroDivisionError"}])
+    tagged.metadata["tags"] = ["raises-exception"]  # papermill lets such a cell fail; it is still done
+    assert reproduce.incomplete_reason(executed(tagged, ran("y = 2", 2))) is None
+    assert reproduce.incomplete_reason(tmp_path / "missing.ipynb") == "no executed notebook"
+    (tmp_path / "broken.ipynb").write_text('{"cells": [')
+    assert "unreadable" in reproduce.incomplete_reason(tmp_path / "broken.ipynb")
+
+
+def test_fingerprints_do_not_depend_on_the_selection(tmp_path):
+    """``--only 01`` after a full run skips 01: its fingerprint includes 00's whether or not 00 is selected."""
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    _notebooks(nbs, {"00_a": ["x = 1"], "01_b": ["y = 2"]})
+    prof = _profile(tmp_path)
+    reproduce.run(prof, out_dir=out, notebooks_dir=nbs)
+    assert _statuses(reproduce.run(prof, only=["01"], out_dir=out, notebooks_dir=nbs)) == {"01_b": "skipped"}
+
+
+def test_an_unreadable_state_file_means_run_everything(tmp_path, capsys):
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    _notebooks(nbs, {"00_a": ["x = 1"]})
+    out.mkdir()
+    (out / ".state.json").write_text('{"00_a": "abc"')  # cut short
+    assert _statuses(reproduce.run(_profile(tmp_path), out_dir=out, notebooks_dir=nbs)) == {"00_a": "ran"}
+    assert ".state.json:1: not valid JSON" in capsys.readouterr().err
+    assert set(json.loads((out / ".state.json").read_text())) == {"00_a"}
