@@ -420,8 +420,10 @@ def partial_correlation(x, y, z) -> float:
 def _partial_stat(x, y, z, axis=-1):
     rxy, rxz, ryz = vector_pearson(x, y, axis), vector_pearson(x, z, axis), vector_pearson(y, z, axis)
     with np.errstate(invalid="ignore", divide="ignore"):
-        den = np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
-        return np.where(den > 1e-12, (rxy - rxz * ryz) / np.where(den > 1e-12, den, 1.0), np.nan)
+        # z (almost) collinear with x or y: nothing is left to correlate, and rounding would give a spurious 0
+        ok = (1 - rxz ** 2 > 1e-9) & (1 - ryz ** 2 > 1e-9)
+        den = np.sqrt(np.where(ok, (1 - rxz ** 2) * (1 - ryz ** 2), 1.0))
+        return np.where(ok, (rxy - rxz * ryz) / den, np.nan)
 
 
 def partial_correlation_ci(x, y, z, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:

@@ -282,3 +282,19 @@ def test_bank_size_ablation_hand_computation():
         metrics.bank_size_ablation(ch, rj, _CATS, _POLS, ks=[3])
     with pytest.raises(ValueError, match="missing"):
         metrics.bank_rewards(ch, _CATS, ["positive"] * 8)
+
+
+def test_partial_correlation_given_itself_is_undefined_not_zero():
+    """The length scorer's partial correlation given length: x is z, so nothing is left (rounding gave 0.000)."""
+    rng = np.random.default_rng(1)
+    found = False
+    for _ in range(50):  # lengths whose Pearson with themselves rounds to 1 - 2e-16, as in the demo's MT-Bench rows
+        z = rng.integers(5, 900, 320).astype(float)
+        y = z / 100 + rng.normal(size=320)
+        if metrics.vector_pearson(z, z) != 1.0:
+            found = True
+            break
+    assert found
+    assert np.isnan(metrics.partial_correlation(z, y, z)) and np.isnan(metrics.partial_correlation(2 * z + 3, y, z))
+    res = metrics.partial_correlation_ci(z, y, z, n_boot=200)
+    assert np.isnan(res["value"]) and np.isnan(res["ci_low"])
