@@ -44,7 +44,9 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
-def _open_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
+    """A text file (optionally ``.gz``) as UTF-8; a directory or a bad byte is a :class:`BadFile` naming the line."""
+    path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -62,7 +64,7 @@ def read_jsonl(path: str | Path) -> list:
     """Rows of a ``.jsonl`` file (optionally ``.gz``); blank lines skipped; errors name the file and line."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(_open_text(path).splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -76,6 +78,6 @@ def read_json(path: str | Path):
     """One JSON document (optionally ``.gz``); errors name the file and line."""
     path = Path(path)
     try:
-        return json.loads(_open_text(path))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise BadFile(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None

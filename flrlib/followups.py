@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import BadFile, read_json
+from .files import BadFile, read_json, read_text
 from .paths import data_dir
 
 PAPER_CATEGORIES = ("understanding", "relevance", "correctness", "engagingness", "informativeness", "following")
@@ -77,14 +77,7 @@ def _read_yaml(path: Path):
     """A YAML document; errors name the file and line (like :func:`flrlib.files.read_json`)."""
     import yaml
 
-    if path.is_dir():
-        raise BadFile(f"{path} is a directory, not a file")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise BadFile(f"{path}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start})") from None
+    text = read_text(path)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

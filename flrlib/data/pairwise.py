@@ -12,11 +12,11 @@ the public data are dropped and counted; a row that does not have the documented
 """
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from collections import Counter
 from pathlib import Path
+
+from ..files import BadFile, read_json, read_jsonl
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 _HH_ROLE = {"Human": "user", "Assistant": "assistant"}
@@ -29,24 +29,11 @@ class MalformedRow(ValueError):
 def read_rows(path: str | Path) -> list[dict]:
     """Rows of a ``.json`` (list) or ``.jsonl`` file, optionally gzip-compressed; errors name the file and line."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        text = fh.read()
     stem = path.name[:-3] if path.suffix == ".gz" else path.name
-    if stem.endswith(".jsonl"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise MalformedRow(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        return rows
     try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise MalformedRow(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        rows = read_jsonl(path) if stem.endswith(".jsonl") else read_json(path)
+    except BadFile as e:
+        raise MalformedRow(str(e)) from None
     if not isinstance(rows, list):
         raise MalformedRow(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
     return rows
