@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROFILE ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: setup test-setup data model browser-deps reproduce test test-fast bench clean-results
+.PHONY: setup test-setup server-setup data model browser-deps reproduce test test-fast bench clean-results
 
 setup: $(VENV)/.installed
 test-setup: $(VENV)/.installed-test
@@ -25,6 +25,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# llama.cpp's OpenAI-compatible server for tests/test_server.py (the `server` extra). PyPI has no wheel for it
+# here, so pip builds it from source (cmake + gcc): CPU only, portable AVX2 code instead of -march=native (CI
+# machines differ), no multimodal (mtmd) library, no OpenSSL. pip keeps the built wheel in its cache.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_OPENSSL=OFF
+server-setup: $(VENV)/.installed-server
+$(VENV)/.installed-server: $(VENV)/.installed-test
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[server]'
+	touch $@
+
 data: setup
 	$(BIN)/flr data
 
@@ -40,12 +49,12 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq chromium >/dev/null) || echo "warning: chromium not installed; the browser test will skip"
 
-test: test-setup data model browser-deps
+test: test-setup server-setup data model browser-deps
 	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
 
-# The unit tests alone (tiny random model; no real-model, notebook or browser test): about a minute.
+# The unit tests alone (tiny random model; no real-model, notebook, browser, subprocess or end-to-end training test).
 test-fast: test-setup data model
-	$(BIN)/pytest -q -ra -m "not slow and not notebook and not browser" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -m "not slow and not notebook and not browser and not integration" $(PYTEST_ARGS)
 
 # The per-follow-up loop and the padded batch are timed on LOOP_FOLLOWUPS of the 120 follow-ups and scaled
 # (their cost is linear in the follow-ups; the output says so): unscaled, the two take about 78 min on 2 cores.
@@ -55,3 +64,11 @@ bench: setup data model
 
 clean-results:
 	rm -rf results/$(PROFILE) figures/$(PROFILE) outputs/$(PROFILE)
+
+# What a profile's run processes, needs and costs on 1 and 8 GPUs (no model is loaded): make plan PROFILE=paper
+plan: setup
+	$(BIN)/flr reproduce --profile $(PROFILE) --plan
+
+# The Scorer's input side before and after issue 17 (tokenisation per conversation, peak RSS for 10K rows)
+bench-stream: setup data model
+	$(BIN)/python benchmarks/bench_stream.py

@@ -5,7 +5,10 @@ Scores the same real conversations (HH-RLHF helpful-base test, chosen responses,
 
   loop    authors-style: one full forward per follow-up (flrlib.scoring.naive_logprobs, the test oracle)
   padded  all (context + follow-up) sequences of a conversation in one right-padded batch, no KV cache
-  engine  shared-prefix KV engine (flrlib.scoring.engine_logprobs): follow-ups packed over the prefix cache
+  engine  shared-prefix KV engine (flrlib.scoring.engine_logprobs): follow-ups packed over the prefix cache, the
+          batch's conversations in one forward, chunked log-softmax (issue 17)
+  old     the engine before issue 17 (commit cb5a9b2 via benchmarks/baseline.py: one packed forward per
+          conversation, a host sync after each), same batches
   floor   one forward per conversation over context + all follow-up tokens (it also runs the LM head over the
           context, which the engine skips, so the engine can come in under it)
 
@@ -21,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +36,9 @@ from flrlib.followups import load_bank
 from flrlib.models import load_model
 from flrlib.scoring import (ScoreConfig, Scorer, engine_logprobs, floor_forward, naive_logprobs,
                             padded_logprobs)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import old_engine  # noqa: E402
 
 
 def timed(fn):
@@ -70,6 +78,11 @@ def main() -> None:
                                       for s in range(0, len(order), a.batch_size)])
     engine = [row for batch in engine for row in batch]
     engine = [engine[order.index(i)] for i in range(len(encs))]
+    old_logprobs = old_engine()[1].engine_logprobs
+    old, t_old = timed(lambda: [old_logprobs(lm.model, [encs[i] for i in order[s:s + a.batch_size]], sc.pad_id,
+                                             a.chunk_size) for s in range(0, len(order), a.batch_size)])
+    old = [row for batch in old for row in batch]
+    old = [old[order.index(i)] for i in range(len(encs))]
     _, t_floor = timed(lambda: floor_forward(lm.model, encs))
     k = min(a.loop_followups, len(bank.texts()))
     sub = [type(e)(e.prefix, e.targets[:k]) for e in encs]
@@ -88,7 +101,9 @@ def main() -> None:
         "n_conversations": len(encs), "followups": len(bank.texts()), "model": a.model,
         "threads": torch.get_num_threads(), "loop_s": round(t_loop_full, 2),
         "loop_and_padded_extrapolated_from_followups": None if k == len(bank.texts()) else k,
-        "padded_s": round(t_padded, 2), "engine_s": round(t_engine, 2), "floor_s": round(t_floor, 2),
+        "padded_s": round(t_padded, 2), "engine_s": round(t_engine, 2), "old_engine_s": round(t_old, 2),
+        "floor_s": round(t_floor, 2), "speedup_engine_vs_old": round(t_old / t_engine, 2),
+        "max_abs_dlp_engine_vs_old": max(float(np.abs(x - y).max()) for p, q in zip(engine, old) for x, y in zip(p, q)),
         "speedup_engine_vs_loop": round(t_loop_full / t_engine, 2),
         "speedup_engine_vs_padded": round(t_padded / t_engine, 2),
         "engine_over_floor": round(t_engine / t_floor, 3),
@@ -97,7 +112,8 @@ def main() -> None:
     }
     note = f" (timed on {k} follow-ups, x{scale:.1f})" if k < len(bank.texts()) else ""
     print(f"loop   {t_loop_full:8.1f} s{note}\npadded {t_padded:8.1f} s{note}\nengine {t_engine:8.1f} s\n"
-          f"floor  {t_floor:8.1f} s")
+          f"old    {t_old:8.1f} s (engine before issue 17; new/old {t_engine / t_old:.2f}, max |d lp| "
+          f"{res['max_abs_dlp_engine_vs_old']:.1e})\nfloor  {t_floor:8.1f} s")
     print(f"engine speed-up vs loop {res['speedup_engine_vs_loop']}x (target >= 15x) · vs padded "
           f"{res['speedup_engine_vs_padded']}x · engine/floor {res['engine_over_floor']} (target <= 1.3)")
     print(f"max |d lp| vs loop: engine {res['max_abs_dlp_engine_vs_loop']:.2e}, padded "

@@ -10,26 +10,24 @@ KTO needs a per-device batch of at least 2: TRL estimates KTO's KL term from mis
 built inside each per-device batch, so a batch of 1 has none. :func:`check_config` raises a :class:`ConfigError`
 that says so (the paper profile uses 2 x 4 for KTO, same effective batch of 8) instead of failing inside TRL.
 
-CPU: ``bf16=False``, ``use_cpu=True`` (chosen from the device). Outputs in ``out_dir``: ``adapter/`` (peft adapter,
-its ``base_model_name_or_path`` set to the flrlib model spec so :func:`flrlib.models.load_model` finds it on any
-machine), ``provenance.json`` and ``log_history.json`` (TRL's logged loss, rewards and margins per step). A finished
-run with the same fingerprint (model, config, data) is not retrained.
+CPU: ``bf16=False``, ``use_cpu=True`` (chosen from the device). Training, saving and reuse are
+:func:`flrlib.lora.train_lora`'s (the layout FT-FLR uses too): ``out_dir/adapter/``, ``provenance.json`` and
+``log_history.json`` (TRL's logged loss, rewards and margins per step). A finished run with the same fingerprint
+(model, config, data) is not retrained.
 
 Scale-out: the same code runs under ``accelerate launch`` (see ``configs/accelerate/``)::
 
-    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m flrlib.align \\
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m flrlib.cli align \\
         --profile paper --method dpo --data results/paper/mining/dpo_pairs.jsonl --out results/paper/alignment/dpo
 """
 from __future__ import annotations
 
-import json
-import os
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .cache import content_key
-from .results import read_jsonl, write_json
+from .lora import LoraSettings, peft_config, precision, train_lora
+from .results import read_json, write_json
 
 METHODS = ("dpo", "kto")
 
@@ -92,15 +90,6 @@ def check_config(cfg: AlignConfig, n_rows: int | None = None) -> None:
                               f"({cfg.per_device_train_batch_size}); mine more prompts.")
 
 
-def _precision(device: str) -> dict:
-    import torch
-
-    if device == "cpu":
-        return {"use_cpu": True, "bf16": False, "fp16": False}
-    bf16 = device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return {"bf16": bf16, "fp16": False}
-
-
 def trl_config(cfg: AlignConfig, output_dir: str | Path, device: str):
     """The TRL ``DPOConfig`` / ``KTOConfig`` for an :class:`AlignConfig` (no files are written by TRL itself)."""
     from trl import DPOConfig, KTOConfig
@@ -112,7 +101,7 @@ def trl_config(cfg: AlignConfig, output_dir: str | Path, device: str):
         warmup_steps=cfg.warmup_ratio, max_length=cfg.max_length, beta=cfg.beta,
         gradient_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, seed=cfg.seed,
         data_seed=cfg.seed, report_to=[], save_strategy="no", disable_tqdm=False, dataloader_num_workers=0,
-        **_precision(device),
+        **precision(device),
     )
     common.update(cfg.extra)
     if cfg.method == "dpo":
@@ -120,21 +109,8 @@ def trl_config(cfg: AlignConfig, output_dir: str | Path, device: str):
     return KTOConfig(desirable_weight=cfg.desirable_weight, undesirable_weight=cfg.undesirable_weight, **common)
 
 
-def lora_config(cfg: AlignConfig):
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-
-
-def _versions() -> dict:
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
-            "peft": peft.__version__}
+def lora_settings(cfg: AlignConfig) -> LoraSettings:
+    return LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, target_modules=cfg.target_modules)
 
 
 def fingerprint(policy_model: str, cfg: AlignConfig, rows: list[dict]) -> str:
@@ -150,56 +126,28 @@ def train(policy_model: str, rows: list[dict], out_dir: str | Path, config: Alig
     from datasets import Dataset
 
     from .mining import trainer_columns
-    from .models import folder_hash, load_model, pick_device, pick_dtype
 
     cfg = config or AlignConfig()
     data = trainer_columns(rows, cfg.method)
     check_config(cfg, len(data))
-    out = Path(out_dir)
-    fp = fingerprint(policy_model, cfg, data)
-    prov_path, adapter = out / "provenance.json", out / "adapter"
-    if not force and prov_path.exists() and (adapter / "adapter_config.json").exists():
-        done = json.loads(prov_path.read_text())
-        if done.get("fingerprint") == fp:
-            print(f"[skip] {cfg.method}: adapter in {adapter} matches this model, config and data")
-            return done
-    device = pick_device(device)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under accelerate launch: the Trainer places the model
-    dtype = str(pick_dtype(dtype, device)).replace("torch.", "")
-    loaded = load_model(policy_model, dtype=dtype, device="cpu" if distributed else device)
-    if loaded.adapter:
-        raise ConfigError(f"{policy_model} is an adapter; align a base model (merge the adapter first)")
-    model, tok = loaded.model, loaded.tokenizer
-    model.train()
     if cfg.method == "dpo":
         from trl import DPOTrainer as Trainer
     else:
         from trl import KTOTrainer as Trainer
-    t0 = time.time()
-    trainer = Trainer(model=model, args=trl_config(cfg, out / "trainer", device), train_dataset=Dataset.from_list(data),
-                      processing_class=tok, peft_config=lora_config(cfg))
-    result = trainer.train()
-    seconds = time.time() - t0
-    record = None
-    if trainer.is_world_process_zero():
-        trainer.save_model(str(adapter))
-        acfg = adapter / "adapter_config.json"
-        meta = json.loads(acfg.read_text())
-        meta["base_model_name_or_path"] = loaded.spec  # portable: an flrlib spec, resolved on each machine
-        acfg.write_text(json.dumps(meta, indent=2))
-        write_json(out / "log_history.json", {"method": cfg.method, "log_history": trainer.state.log_history})
-        record = {"fingerprint": fp, "method": cfg.method, "policy_model": loaded.spec, "adapter": str(adapter),
-                  "adapter_hash": folder_hash(adapter), "config": asdict(cfg), "n_rows": len(data),
-                  "reference_model": "policy with the LoRA adapter disabled (TRL default)",
-                  "device": device, "dtype": str(model.dtype).replace("torch.", ""),
-                  "global_steps": trainer.state.global_step, "train_loss": result.training_loss,
-                  "train_seconds": round(seconds, 1), "versions": _versions(), **(provenance or {})}
-        write_json(prov_path, record)
-    return record
+
+    def build(loaded, output_dir, dev):
+        return Trainer(model=loaded.model, args=trl_config(cfg, output_dir, dev), train_dataset=Dataset.from_list(data),
+                       processing_class=loaded.tokenizer, peft_config=peft_config(lora_settings(cfg)))
+
+    prov = {"method": cfg.method, "policy_model": policy_model, "config": asdict(cfg),
+            "reference_model": "policy with the LoRA adapter disabled (TRL default)", **(provenance or {})}
+    result = train_lora(policy_model, build, out_dir, fingerprint(policy_model, cfg, data), prov, dtype=dtype,
+                        device=device, force=force)
+    return result.provenance
 
 
 def read_log_history(out_dir: str | Path) -> list[dict]:
-    return json.loads((Path(out_dir) / "log_history.json").read_text())["log_history"]
+    return read_json(Path(out_dir) / "log_history.json", producer="06")["log_history"]
 
 
 def curves(log_history: list[dict]) -> list[dict]:
@@ -215,23 +163,32 @@ def curves(log_history: list[dict]) -> list[dict]:
 
 
 def policy_outputs(policy_model: str, adapters: dict, prompts: list[dict], gen_config, out_dir: str | Path,
-                   device: str = "auto", dtype: str = "auto", progress: bool = True) -> dict:
+                   device: str = "auto", dtype: str = "auto", progress: bool = True, backend: str = "hf") -> dict:
     """Evaluation outputs of the base policy and each adapter: ``{name: {prompt id: text}}``.
 
     ``adapters``: ``{name: adapter folder or None}`` (None = the base policy). Generation is resumable
     (``out_dir/outputs_<name>.cache.jsonl``); each policy's outputs are also written as AlpacaEval
     ``model_outputs`` (``out_dir/outputs_<name>.json``) for the official ``alpaca_eval`` CLI.
+
+    ``backend="openai"``: generate through the ``GEN`` endpoint (:mod:`flrlib.client`) instead of in-process; the
+    base policy is requested as ``policy_model`` and each adapter under its name (``vllm serve MODEL --enable-lora
+    --lora-modules dpo=.../dpo/adapter kto=.../kto/adapter``).
     """
     from .generate import generate
     from .judge import alpaca_eval_files
     from .models import load_model
 
+    if backend not in ("hf", "openai"):
+        raise ValueError(f"backend must be 'hf' or 'openai', got {backend!r}")
     out = Path(out_dir)
     result = {}
     for name, adapter in adapters.items():
-        lm = load_model(policy_model, dtype=dtype, device=device, adapter=adapter)
-        if adapter is not None:  # the same policy with the LoRA matmuls folded into the base weights
-            lm.model = lm.model.merge_and_unload().eval()
+        if backend == "openai":
+            from .client import Endpoint
+
+            lm = Endpoint.from_env("GEN", model=policy_model if adapter is None else name)
+        else:  # with an adapter: the same policy with the LoRA matmuls folded into the base weights
+            lm = load_model(policy_model, dtype=dtype, device=device, adapter=adapter, merge=True)
         rows = generate(lm, prompts, gen_config, cache=out / f"outputs_{name}.cache.jsonl", progress=progress,
                         desc=f"outputs {name}")
         result[name] = {r["id"]: r["responses"][0] for r in rows}
@@ -244,42 +201,22 @@ def policy_outputs(policy_model: str, adapters: dict, prompts: list[dict], gen_c
 
 def profile_config(profile: str, method: str) -> tuple[dict, AlignConfig]:
     """Parameters of notebook 06 in a profile and the :class:`AlignConfig` for one method (its ``dpo``/``kto`` block)."""
-    from .reproduce import load_profile, notebook_parameters
+    from .profiles import load_profile, notebook_parameters
 
     params = notebook_parameters(load_profile(profile), "06_alignment")
     return params, AlignConfig.from_dict(params.get(method), method=method, seed=params.get("seed", 0))
 
 
-def main(argv=None) -> int:
-    """``python -m flrlib.align`` (also under ``accelerate launch -m flrlib.align``)."""
-    import argparse
+def write_eval_summary(profile: str, summary: list[dict], judged: list[dict], n_instructions: int, reference: str,
+                       **provenance) -> dict:
+    """Notebook 06's records (read by notebook 07's alignment table): ``alignment/eval_summary.json`` (one row per
+    judge x comparison: win rate with CI, LC win rate and its variant, lengths) with provenance, and
+    ``alignment/eval_judgements.jsonl`` (one line per judged item)."""
+    from .results import area, stamp, write_jsonl
 
-    ap = argparse.ArgumentParser(prog="python -m flrlib.align", description=__doc__.split("\n")[0])
-    ap.add_argument("--method", choices=METHODS, required=True)
-    ap.add_argument("--data", required=True, help="mined rows: dpo_pairs.jsonl (dpo) or kto_rows.jsonl (kto)")
-    ap.add_argument("--out", required=True, help="output folder (adapter/, provenance.json, log_history.json)")
-    ap.add_argument("--profile", default="paper", help="profile whose 06_alignment dpo/kto block gives the config")
-    ap.add_argument("--policy-model", help="default: the profile's policy_model")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--dtype", default=None)
-    ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--force", action="store_true")
-    a = ap.parse_args(argv)
-    params, cfg = profile_config(a.profile, a.method)
-    if a.max_steps is not None:
-        cfg.max_steps = a.max_steps
-    rows = read_jsonl(a.data)
-    try:
-        rec = train(a.policy_model or params["policy_model"], rows, a.out, cfg, device=a.device or params.get("device", "auto"),
-                    dtype=a.dtype or params.get("dtype", "auto"), force=a.force,
-                    provenance={"data_file": str(a.data), "profile": a.profile})
-    except ConfigError as e:
-        print(f"ERROR: {e}")
-        return 2
-    if rec:
-        print(json.dumps({k: rec[k] for k in ("method", "adapter", "adapter_hash", "global_steps", "train_loss")}))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    out = area(profile, "alignment")
+    record = {"rows": summary, "n_instructions": n_instructions, "reference": reference,
+              "provenance": stamp(profile=profile, **provenance)}
+    write_jsonl(out / "eval_judgements.jsonl", judged)
+    write_json(out / "eval_summary.json", record)
+    return record

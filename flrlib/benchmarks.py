@@ -47,14 +47,15 @@ import time
 import numpy as np
 
 from . import metrics
-from .results import area, write_json, write_jsonl
+from .paths import slug
+from .results import area, stamp, write_json, write_jsonl
 
 AREA = "reward_benchmarks"
 
 
 def model_slug(spec: str) -> str:
-    """File-name form of a model spec (same rule as the score cache)."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.replace("/", "__"))[-120:]
+    """File-name form of a model spec (:func:`flrlib.paths.slug`, the score cache's rule)."""
+    return slug(spec)
 
 
 def result_stem(benchmark: str, tag: str, model: str) -> str:
@@ -159,11 +160,13 @@ def _score_rating(scorer, records, n_boot, seed, progress, desc):
 
 def system_correlations(model_means: dict, n_boot: int = 2000, seed: int = 0, elo: dict | None = None,
                         lc: dict | None = None) -> dict:
-    """Correlations of model means with Arena ELO (``*_elo``) and AlpacaEval 2 LC win rate (``*_lc``)."""
-    from .data import arena_elo, lc_win_rates
+    """Correlations of model means with Arena ELO (``*_elo``) and AlpacaEval 2 LC win rate (``*_lc``); the
+    targets default to AlpacaEval's (:func:`flrlib.data.system_targets`)."""
+    from .data import system_targets
 
-    elo = arena_elo() if elo is None else elo
-    lc = lc_win_rates(2) if lc is None else lc
+    if elo is None or lc is None:
+        d_elo, d_lc = system_targets("alpaca_eval_system")
+        elo, lc = (d_elo if elo is None else elo), (d_lc if lc is None else lc)
     out = {}
     for suffix, target in (("_elo", elo), ("_lc", lc)):
         ms = [m for m in model_means if m in target]
@@ -173,24 +176,24 @@ def system_correlations(model_means: dict, n_boot: int = 2000, seed: int = 0, el
     return out
 
 
-def _score_system(scorer, records, n_boot, seed, progress, desc):
-    from .data import arena_elo
+def _score_system(scorer, records, n_boot, seed, progress, desc, benchmark="alpaca_eval_system"):
+    from .data import system_targets
 
+    elo, lc = system_targets(benchmark)
     res = scorer.score([_conv(r, r["response"]) for r in records], progress=progress, desc=desc)
     length = _lengths(scorer, [r["response"] for r in records])
     models = list(dict.fromkeys(r["model"] for r in records))
     by_model = {m: [s["reward"] for r, s in zip(records, res) if r["model"] == m] for m in models}
     means = {m: float(np.mean(v)) for m, v in by_model.items()}
     mean_len = {m: float(np.mean([n for r, n in zip(records, length) if r["model"] == m])) for m in models}
-    corr = system_correlations(means, n_boot=n_boot, seed=seed)
+    corr = system_correlations(means, n_boot=n_boot, seed=seed, elo=elo, lc=lc)
     flat = {"metric": "pearson_elo", "value": corr["pearson_elo"], "ci_low": corr["pearson_elo_ci_low"],
             "ci_high": corr["pearson_elo_ci_high"], "n": corr["n_elo"], "p_value": corr["pearson_elo_p_value"],
             "n_prompts": len({r["prompt_id"] for r in records}), **corr, "model_means": means}
-    lm = metrics.system_length_metrics(means, mean_len, arena_elo(), "_elo", n_boot=n_boot, seed=seed)
+    lm = metrics.system_length_metrics(means, mean_len, elo, "_elo", n_boot=n_boot, seed=seed)
     flat.update({k: v for k, v in lm.items() if "length" in k}, model_mean_lengths=mean_len)
     cats = list(res[0].get("categories", {})) if res else []
     if cats:
-        elo = arena_elo()
         ms = [m for m in models if m in elo]
         for cat in cats:
             cm = [np.mean([s["categories"][cat] for r, s in zip(records, res) if r["model"] == m]) for m in ms]
@@ -215,7 +218,8 @@ def run_benchmark(scorer, records: list[dict], benchmark: str, profile: str, tag
     tag = tag or scorer.config.scorer
     fn = {"pairwise": _score_pairwise, "rating": _score_rating, "system": _score_system}[kind]
     t0 = time.time()
-    flat, rows = fn(scorer, records, n_boot, seed, progress, f"{benchmark} / {tag}")
+    extra = {"benchmark": benchmark} if kind == "system" else {}  # which systems' ELO (AlpacaEval or WildBench)
+    flat, rows = fn(scorer, records, n_boot, seed, progress, f"{benchmark} / {tag}", **extra)
     prov = scorer.provenance
     model = prov.get("model") or scorer.loaded.spec
     layout = [[c, p] for c, p, _ in scorer.bank.items()] if scorer.bank is not None else None
@@ -224,8 +228,7 @@ def run_benchmark(scorer, records: list[dict], benchmark: str, profile: str, tag
               "length_unit": "tokens of M (response content, no special tokens)",
               **({"followup_layout": layout} if layout else {}),
               "seconds": round(time.time() - t0, 1),
-              "provenance": {**prov, "seed": seed, "max_examples": max_examples, "n_boot": n_boot,
-                             "data": report or {}, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}}
+              "provenance": stamp(**prov, seed=seed, max_examples=max_examples, n_boot=n_boot, data=report or {})}
     path = result_path(profile, benchmark, tag, model)
     write_jsonl(path.with_suffix(".jsonl"), rows)
     write_json(path, record)

@@ -14,6 +14,10 @@ processes never interleave; a process that finds the file replaced by a compacti
 file. Two processes scoring the same rows still both compute them (there is no work sharing) and append the same
 key twice; that is harmless: a key's value is a pure function of the key, the last line wins on load, and the
 duplicates are compacted away by the next load.
+
+Other files to read (``read_also``): rows that other processes wrote to their own files (the per-rank files of a
+data-parallel run) are loaded too, read-only: a cut line there is skipped, never repaired (its writer may still be
+appending), and nothing is written to them. ``remember`` adds a row to memory only (one another rank wrote).
 """
 from __future__ import annotations
 
@@ -59,12 +63,16 @@ def _parse(raw: bytes) -> tuple[dict, list[int], int]:
 class JsonlCache:
     """``path=None``: in memory only. ``written`` counts the rows this object appended to the file."""
 
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, read_also=()):
         self.path = Path(path) if path else None
         if self.path is not None and self.path.is_dir():
             raise IsADirectoryError(f"cache {self.path} is a directory; give a file path (a .jsonl file)")
         self._data: dict[str, object] = {}
         self.hits = self.misses = self.written = 0
+        for other in read_also:
+            if Path(other).is_file() and Path(other) != self.path:
+                with open(other, "rb") as fh:
+                    self._data.update(_parse(fh.read())[0])
         if self.path and self.path.exists():
             self._load()
 
@@ -72,14 +80,15 @@ class JsonlCache:
         with open(self.path, "rb") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)  # no append lands between reading and compacting
             raw = fh.read()
-            self._data, bad, repeats = _parse(raw)
+            own, bad, repeats = _parse(raw)
+            self._data.update(own)
             if bad:
                 n_lines = raw.rstrip(b"\n").count(b"\n") + 1
                 where = ", ".join("trailing line" if n == n_lines else f"line {n}" for n in bad)
                 warnings.warn(f"{self.path}: dropped corrupted {where} of the cache (the file is compacted; those "
                               "rows are recomputed)", stacklevel=3)
             if bad or repeats or (raw and not raw.endswith(b"\n")):
-                atomic_write(self.path, "".join(_line(k, v) for k, v in self._data.items()))
+                atomic_write(self.path, "".join(_line(k, v) for k, v in own.items()))
             # the lock on the replaced file is released here; writers waiting on it notice and reopen
 
     def __contains__(self, key: str) -> bool:
@@ -95,6 +104,14 @@ class JsonlCache:
         else:
             self.hits += 1
         return value
+
+    def peek(self, key: str):
+        """The value, or None, without counting a hit or a miss."""
+        return self._data.get(key)
+
+    def remember(self, key: str, value) -> None:
+        """Hold a row in memory only (it is in another process's file)."""
+        self._data[key] = value
 
     def put(self, key: str, value) -> None:
         self._data[key] = value

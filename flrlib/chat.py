@@ -11,8 +11,16 @@ System-prompt policy (``system_prompt``): ``None`` (default) passes no system me
 template decide - Llama-3 adds none, SmolLM2 and Qwen2 inject their default one. This matches the authors' code,
 which never passed a system message. A string inserts that system message (use ``""`` for an empty one).
 
-Token boundary: the full templated text is tokenised once and split at the prefix length; the prefix tokens must
-be identical whatever the target is, otherwise :class:`TemplateError` is raised.
+Token boundary: the full templated text is tokenised and split at the prefix length; the prefix tokens must be
+identical whatever the target is, otherwise :class:`TemplateError` is raised.
+
+Tokenising once (:class:`Encoder`). Scoring a bank of follow-ups, the targets are the same for every conversation.
+The tokenizer splits its text at added (special) tokens before anything else, so the tokens after the prefix's
+last special token depend only on the text after it: the role header ("user\n" after ``<|im_start|>``), the target
+and the end-of-turn suffix, the same for every conversation of a template and layout. The :class:`Encoder` checks
+the boundary in full (the per-target check above) once per (role, header, suffix), keeps the targets' ids, and for
+every other conversation tokenises only its prefix, once. A template whose prefix has no special token falls back
+to the full check on every conversation. Same token ids either way (tests/test_chat.py compares them).
 """
 from __future__ import annotations
 
@@ -118,7 +126,8 @@ def _rendered_content(tokenizer, context, role, target, prefix_text, system_prom
 
 def encode(tokenizer, context: list[dict], role: str, targets: list[str], system_prompt: str | None = None,
            max_tokens: int | None = None) -> Encoded:
-    """Tokenise ``context + [role: target]`` for each target and split at the shared prefix.
+    """Tokenise ``context + [role: target]`` for each target and split at the shared prefix (one conversation; to
+    encode many against the same targets use an :class:`Encoder`, which tokenises the targets once).
 
     If ``len(prefix) + longest target > max_tokens``, whole earlier turn pairs are dropped from the left, then the
     message just before the protected last one (the prompt) is cut from the left. Never dropped or cut: a system
@@ -128,29 +137,84 @@ def encode(tokenizer, context: list[dict], role: str, targets: list[str], system
     ``(user, assistant)`` pairs, then cuts the last prompt. If the protected part alone exceeds the budget the row
     is flagged ``over_budget``.
     """
-    check_messages(list(context) + [{"role": role, "content": ""}], "context") if context else None
-    enc = _encode_once(tokenizer, context, role, targets, system_prompt)
-    longest = max(len(t) for t in enc.targets)
-    if max_tokens is None or len(enc.prefix) + longest <= max_tokens:
+    return Encoder(tokenizer, targets, system_prompt, max_tokens, reuse=False).encode(context, role)
+
+
+class Encoder:
+    """Encodes many conversations against one list of targets (a follow-up bank): each target's ids are computed
+    and boundary-checked once per (role, header, suffix) of the template, each conversation's prefix is tokenised
+    once (see the module docstring). ``reuse=False`` checks every conversation in full (the reference path).
+
+    The returned :class:`Encoded` objects share the target id lists: treat them as read-only.
+    """
+
+    def __init__(self, tokenizer, targets: list[str], system_prompt: str | None = None,
+                 max_tokens: int | None = None, reuse: bool = True):
+        self.tokenizer, self.targets = tokenizer, list(targets)
+        self.system_prompt, self.max_tokens, self.reuse = system_prompt, max_tokens, reuse
+        added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        self._splitters = sorted({t.content for t in added.values() if t.content}, key=len, reverse=True)
+        self._checked: dict[tuple, tuple[list[int], list[list[int]]]] = {}  # (role, header, suffix) -> ids
+        self.full_checks = 0  # conversations checked in full (once per template key unless reuse=False)
+
+    def _header(self, prefix_text: str) -> str | None:
+        """The prefix text after its last added token (None: no added token, the boundary is checked every time)."""
+        end = max((prefix_text.rfind(t) + len(t) for t in self._splitters if t in prefix_text), default=-1)
+        return None if end < 0 else prefix_text[end:]
+
+    def _once(self, context, role) -> Encoded:
+        tok = self.tokenizer
+        if self.reuse:
+            sentinel_text = render(tok, context + [{"role": role, "content": _SENTINEL}], self.system_prompt)
+            if sentinel_text.count(_SENTINEL) == 1:
+                prefix_text, suffix_text = sentinel_text.split(_SENTINEL)
+                header = self._header(prefix_text)
+                key = (role, header, suffix_text)
+                ref = self._checked.get(key) if header is not None else None
+                if ref is not None:
+                    head_ids, target_ids = ref
+                    prefix_ids = tok([prefix_text], add_special_tokens=False)["input_ids"][0]
+                    if prefix_ids[len(prefix_ids) - len(head_ids):] == head_ids:
+                        return Encoded(prefix_ids, target_ids)
+                    ref = None  # the header did not tokenise as in the reference: check this one in full
+                if header is not None and ref is None:
+                    enc = _encode_once(tok, context, role, self.targets, self.system_prompt)
+                    self.full_checks += 1
+                    head_ids = tok([header], add_special_tokens=False)["input_ids"][0] if header else []
+                    if enc.prefix[len(enc.prefix) - len(head_ids):] == head_ids:
+                        self._checked[key] = (head_ids, enc.targets)
+                    return enc
+        self.full_checks += 1
+        return _encode_once(tok, context, role, self.targets, self.system_prompt)
+
+    def encode(self, context: list[dict], role: str) -> Encoded:
+        """One conversation's context (everything before the target) and the targets' role; truncation as in
+        :func:`encode`."""
+        tokenizer, max_tokens = self.tokenizer, self.max_tokens
+        check_messages(list(context) + [{"role": role, "content": ""}], "context") if context else None
+        enc = self._once(context, role)
+        longest = max(len(t) for t in enc.targets)
+        if max_tokens is None or len(enc.prefix) + longest <= max_tokens:
+            return enc
+        original = len(enc.prefix)
+        msgs = list(context)
+        head = 1 if msgs and msgs[0]["role"] == "system" else 0
+        if len(msgs) > head and msgs[head]["role"] == "user" and msgs[head]["content"] == FEEDBACK_REQUEST:
+            head += 1  # the feedback layout's fixed request is part of the layout, not of the conversation
+        # 1) drop whole turn pairs from the left, never the protected head nor the last two messages
+        while len(msgs) - head > 2 and len(enc.prefix) + longest > max_tokens:
+            msgs = msgs[:head] + msgs[head + 2:]
+            enc = self._once(msgs, role)
+        # 2) cut the message before the protected last one (the prompt) from the left
+        cut_idx = len(msgs) - 2
+        while cut_idx >= head and len(enc.prefix) + longest > max_tokens:
+            ids = tokenizer(msgs[cut_idx]["content"], add_special_tokens=False)["input_ids"]
+            excess = len(enc.prefix) + longest - max_tokens
+            if excess >= len(ids):
+                break
+            msgs[cut_idx] = {**msgs[cut_idx], "content": tokenizer.decode(ids[excess + 1:]).lstrip()}
+            enc = self._once(msgs, role)
+        enc = Encoded(enc.prefix, enc.targets)
+        enc.truncated_tokens = original - len(enc.prefix)
+        enc.over_budget = len(enc.prefix) + longest > max_tokens
         return enc
-    original = len(enc.prefix)
-    msgs = list(context)
-    head = 1 if msgs and msgs[0]["role"] == "system" else 0
-    if len(msgs) > head and msgs[head]["role"] == "user" and msgs[head]["content"] == FEEDBACK_REQUEST:
-        head += 1  # the feedback layout's fixed request is part of the layout, not of the conversation
-    # 1) drop whole turn pairs from the left, never the protected head nor the last two messages
-    while len(msgs) - head > 2 and len(enc.prefix) + longest > max_tokens:
-        msgs = msgs[:head] + msgs[head + 2:]
-        enc = _encode_once(tokenizer, msgs, role, targets, system_prompt)
-    # 2) cut the message before the protected last one (the prompt) from the left
-    cut_idx = len(msgs) - 2
-    while cut_idx >= head and len(enc.prefix) + longest > max_tokens:
-        ids = tokenizer(msgs[cut_idx]["content"], add_special_tokens=False)["input_ids"]
-        excess = len(enc.prefix) + longest - max_tokens
-        if excess >= len(ids):
-            break
-        msgs[cut_idx] = {**msgs[cut_idx], "content": tokenizer.decode(ids[excess + 1:]).lstrip()}
-        enc = _encode_once(tokenizer, msgs, role, targets, system_prompt)
-    enc.truncated_tokens = original - len(enc.prefix)
-    enc.over_budget = len(enc.prefix) + longest > max_tokens
-    return enc

@@ -12,36 +12,22 @@ class InputError(ValueError):
     """A malformed input row; the message names the file, line and field."""
 
 
-def _lines(path: Path):
-    """``(line number, text)`` of a text file, decoded line by line so that a bad byte is reported with its line."""
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not a JSONL file")
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            try:
-                yield n, raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                bad = f"byte {raw[e.start]:#04x} at column {e.start + 1}"
-                raise InputError(f"{path}:{n}: not valid UTF-8 ({bad})") from None
-
-
 def read_score_rows(path: str | Path) -> list[dict]:
     """Read `flr score` input: ``{"id", "messages"}`` (last message = response) or ``{"id", "messages", "chosen",
     "rejected"}`` (messages = context, ending with the user turn answered). Errors name the file, line and field.
 
     ``id`` (optional, default ``row<line>``) must be a unique string. Each row gets ``_pair`` and ``_line``.
     """
-    from .chat import check_messages
+    from .files import BadFile, numbered_jsonl
+    from .messages import check_messages
 
     path = Path(path)
     rows, seen = [], {}
-    for n, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    try:
+        numbered = numbered_jsonl(path)
+    except BadFile as e:  # a bad byte or bad JSON, named by file and line
+        raise InputError(str(e)) from None
+    for n, row in numbered:
         if not isinstance(row, dict):
             raise InputError(f"{path}:{n}: expected a JSON object")
         if "messages" not in row:
@@ -160,9 +146,9 @@ def _check_target(path: Path, what: str) -> None:
 def cmd_score(a) -> int:
     from .followups import load_bank
     from .models import load_model
-    from .paths import cache_dir
+    from .paths import cache_dir, slug
     from .results import write_jsonl
-    from .scoring import NO_BANK, ScoreConfig, Scorer, _slug
+    from .scoring import NO_BANK, ScoreConfig, Scorer
 
     # everything that can be checked without the model is checked first
     rows = read_score_rows(a.input)
@@ -182,9 +168,9 @@ def cmd_score(a) -> int:
                         adapter=a.adapter)
     cache = a.cache or "auto"
     if count > 1:  # one cache file per rank, so that a re-run with the same ranks resumes each one's part
-        base = Path(a.cache) if a.cache else cache_dir() / "scores" / f"{_slug(loaded.spec)}.jsonl"
+        base = Path(a.cache) if a.cache else cache_dir() / "scores" / f"{slug(loaded.spec)}.jsonl"
         cache = base.with_name(f"{base.stem}.rank{index}{base.suffix}")
-    scorer = Scorer(loaded, bank, cfg, cache=cache)
+    scorer = Scorer(loaded, bank, cfg, cache=cache, data_parallel=False)  # the rows are sharded here, not in it
     try:
         if count == 1:
             records = _score_records(scorer, rows, a.input)
@@ -217,8 +203,10 @@ def _merge(out: Path, rows: list[dict], count: int) -> list[dict]:
     """Rank 0 merges the parts: row i was scored by rank i % count, at position i // count of its part."""
     from .results import write_jsonl
 
+    from .files import read_jsonl
+
     parts = [out.with_name(f"{out.name}.rank{i}-of-{count}") for i in range(count)]
-    done = [[json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()] for p in parts]
+    done = [read_jsonl(p) for p in parts]
     merged = []
     for i, r in enumerate(rows):
         rec = done[i % count][i // count]
@@ -248,10 +236,15 @@ def cmd_setup(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
+    if a.plan:  # what the run will process, need and cost; loads no model
+        from .plan import render
+
+        print(render(a.profile, gpus=a.gpus, kind=a.gpu_kind, only=a.only))
+        return 0
     from .reproduce import Interrupted, NotebookFailed, run
 
     try:
-        run(a.profile, only=a.only, force=a.force)
+        run(a.profile, only=a.only, force=a.force, out_dir=a.out_dir, notebooks_dir=a.notebooks_dir)
     except NotebookFailed as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
@@ -259,6 +252,150 @@ def cmd_reproduce(a) -> int:
         print(e, file=sys.stderr)  # "interrupted in 03_reward_benchmarks; re-run the same command to resume"
         return 130
     return 0
+
+
+def cmd_align(a) -> int:
+    """DPO / KTO with LoRA on mined rows, settings from a profile's notebook-06 block (also under accelerate)."""
+    from .align import ConfigError, profile_config, train
+    from .files import read_jsonl
+
+    params, cfg = profile_config(a.profile, a.method)
+    if a.max_steps is not None:
+        cfg.max_steps = a.max_steps
+    rows = read_jsonl(a.data)
+    try:
+        rec = train(a.policy_model or params["policy_model"], rows, a.out, cfg, device=a.device or params.get("device", "auto"),
+                    dtype=a.dtype or params.get("dtype", "auto"), force=a.force,
+                    provenance={"data_file": str(a.data), "profile": a.profile})
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if rec:  # only the main process writes (and reports) under accelerate launch
+        print(json.dumps({k: rec[k] for k in ("method", "adapter", "adapter_hash", "global_steps", "train_loss")}))
+    return 0
+
+
+def cmd_rerank(a) -> int:
+    """Best-of-N reranking; the logic is :func:`flrlib.rerank.cli`."""
+    from .rerank import cli
+
+    return cli(a)
+
+
+def _prompt_rows(path: str | Path) -> list[dict]:
+    """`flr sample` input: ``{"id", "messages"}`` or ``{"id", "instruction"}`` per line; errors name file and line."""
+    from .files import numbered_jsonl
+    from .messages import check_messages
+
+    rows, seen = [], set()
+    for n, row in numbered_jsonl(path):
+        if not isinstance(row, dict) or "id" not in row:
+            raise InputError(f"{path}:{n}: expected a JSON object with an 'id'")
+        if "messages" not in row and isinstance(row.get("instruction"), str):
+            row = {**row, "messages": [{"role": "user", "content": row["instruction"]}]}
+        try:
+            check_messages(row.get("messages"), "messages")
+        except ValueError as e:
+            raise InputError(f"{path}:{n}: field {e}") from None
+        if row["messages"][-1]["role"] != "user":
+            raise InputError(f"{path}:{n}: field 'messages': the last message must be the user turn to answer")
+        if row["id"] in seen:
+            raise InputError(f"{path}:{n}: field 'id': {row['id']!r:.60} is repeated")
+        seen.add(row["id"])
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{path}: no rows")
+    return rows
+
+
+def _endpoint(role: str, a):
+    from .client import Endpoint
+
+    return Endpoint.from_env(role, base_url=a.base_url, model=a.model, api_key=None)
+
+
+def cmd_sample(a) -> int:
+    """N responses per prompt (:func:`flrlib.generate.generate`), in-process (hf) or through an endpoint (openai)."""
+    from .generate import GenConfig, generate
+    from .results import write_jsonl
+
+    rows = _prompt_rows(a.input)
+    out = Path(a.output)
+    _check_target(out, "output")
+    cfg = GenConfig(n=1 if a.greedy else a.n, do_sample=not a.greedy, temperature=a.temperature, top_p=a.top_p,
+                    max_new_tokens=a.max_new_tokens, seed=a.seed, concurrency=a.concurrency, batch_size=a.batch_size)
+    if a.backend == "openai":
+        policy = _endpoint("GEN", a)
+    else:
+        from .models import load_model
+
+        policy = load_model(a.model or "bundled:smollm2-135m-instruct", dtype=a.dtype, device=a.device)
+    cache = a.cache or out.with_name(out.name + ".cache.jsonl")
+    samples = generate(policy, rows, cfg, cache=cache, desc="sampling")
+    write_jsonl(out, samples)
+    print(f"{len(samples)} prompts x {cfg.n} responses -> {out} (cache {cache})")
+    return 0
+
+
+def cmd_rewrite(a) -> int:
+    """Critiques -> follow-ups (:func:`flrlib.rewrite.rewrite_all`), kept and rejected rows in one file."""
+    from . import rewrite as rw
+    from .files import read_jsonl
+    from .results import write_jsonl
+
+    triples = read_jsonl(a.input)
+    out = Path(a.output)
+    _check_target(out, "output")
+    if a.rewriter == "openai":
+        fn = rw.OpenAIRewriter(model=a.model, base_url=a.base_url, concurrency=a.concurrency)
+    elif a.rewriter == "hf":
+        from .models import load_model
+
+        fn = rw.HFRewriter(load_model(a.model or "bundled:smollm2-135m-instruct", dtype=a.dtype, device=a.device))
+    else:
+        fn = rw.RuleRewriter()
+    kept, rejects = rw.rewrite_all(triples, fn, cache=a.cache or "auto")
+    write_jsonl(out, [{"status": "kept", **r} for r in kept] + [{"status": "rejected", **r} for r in rejects])
+    print(f"rewriter {fn.name}: {len(kept)} kept, {len(rejects)} rejected -> {out}")
+    return 0
+
+
+def cmd_judge(a) -> int:
+    """AlpacaEval-style head-to-head of a model_outputs file (:func:`flrlib.judge.head_to_head`)."""
+    from .files import read_json
+    from .judge import head_to_head
+    from .judges import make_judges
+    from .results import write_json, write_jsonl
+
+    candidate = read_json(a.candidate)
+    baseline = read_json(a.baseline) if a.baseline else None
+    for name, rows in (("--candidate", candidate), ("--baseline", baseline)):
+        if rows is not None and not isinstance(rows, list):
+            raise InputError(f"{name}: expected a JSON list of AlpacaEval model outputs ({{instruction, output}})")
+    endpoint = _endpoint("JUDGE", a) if a.judge == "api" else None
+    judges = make_judges([a.judge], hf_model=a.hf_model, device=a.device, dtype=a.dtype, annotator=a.annotator,
+                         endpoint=endpoint, concurrency=a.concurrency)
+    summary, judged = head_to_head(candidate, judges, baseline, seed=a.seed, n_boot=a.n_boot, where=str(a.candidate))
+    out = Path(a.output)
+    write_json(out / "summary.json", {"rows": summary, "candidate": str(a.candidate),
+                                      "baseline": str(a.baseline) if a.baseline else "gpt4_1106_preview"})
+    write_jsonl(out / "judgements.jsonl", judged)
+    for r in summary:
+        print(f"{r['judge']}: {r['candidate']} vs {r['baseline']}: win rate {r['win_rate']:.1f} "
+              f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}] (n {r['n']}, {r['n_failed']} without verdict); "
+              f"LC {r['lc_win_rate']:.1f} ({r['lc_glm']}) -> {out}")
+    return 0
+
+
+def _model_args(p, role: str, model_help: str) -> None:
+    """``--model``, ``--base-url``, ``--concurrency`` (an endpoint of ``role``) and ``--dtype``, ``--device`` (a
+    local model) of `flr sample / rewrite / judge`."""
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--base-url", default=None, help=f"OpenAI-compatible endpoint (default: FLR_{role}_BASE_URL, "
+                   f"else OPENAI_BASE_URL); the key comes from FLR_{role}_API_KEY / OPENAI_API_KEY")
+    p.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--device", default="auto")
 
 
 def main(argv=None) -> int:
@@ -295,10 +432,86 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=None, help="score cache JSONL (default: under $FLR_CACHE_DIR)")
     p.set_defaults(fn=cmd_score)
 
+    p = sub.add_parser("align", help="DPO / KTO (LoRA) on mined rows; runs under `accelerate launch -m flrlib.cli align`")
+    p.add_argument("--method", choices=["dpo", "kto"], required=True)
+    p.add_argument("--data", required=True, help="mined rows: dpo_pairs.jsonl (dpo) or kto_rows.jsonl (kto)")
+    p.add_argument("--out", required=True, help="output folder (adapter/, provenance.json, log_history.json)")
+    p.add_argument("--profile", default="paper", help="profile whose 06_alignment dpo/kto block gives the config")
+    p.add_argument("--policy-model", help="default: the profile's policy_model")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(fn=cmd_align)
+
+    p = sub.add_parser("rerank", help="best-of-N: rank N candidates per prompt (given or sampled) by a scorer")
+    p.add_argument("--input", required=True, help="JSONL {id, messages, responses: [...]} (or {id, messages} with --policy-model)")
+    p.add_argument("--output", required=True, help="JSONL: the rows with scores, order, best_index, best")
+    p.add_argument("--model", default="bundled:smollm2-135m-instruct", help="the scoring model M")
+    p.add_argument("--scorer", default="flr", choices=["flr", "direct", "length"])
+    p.add_argument("--bank", default=None, help="bank JSON/YAML (default: the paper's bank in the data folder)")
+    p.add_argument("--categories", default="", help="comma-separated subset of the bank's categories")
+    p.add_argument("--layout", default="base", choices=["base", "feedback"])
+    p.add_argument("--adapter", default=None, help="adapter of M (e.g. the FT-FLR feedback adapter)")
+    p.add_argument("--max-tokens", type=_positive_int, default=2048)
+    p.add_argument("--batch-size", type=_positive_int, default=4)
+    p.add_argument("--policy-model", default=None, help="sample the candidates from this policy instead")
+    p.add_argument("--n", type=_positive_int, default=8, help="candidates per prompt when sampling")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--max-new-tokens", type=_positive_int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gen-cache", default=None, help="resumable sampling cache JSONL (default: under $FLR_CACHE_DIR)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache", default=None, help="score cache JSONL (default: under $FLR_CACHE_DIR)")
+    p.set_defaults(fn=cmd_rerank)
+
+    p = sub.add_parser("sample", help="N responses per prompt, in-process (hf) or through an OpenAI-compatible server")
+    p.add_argument("--input", required=True, help="JSONL {id, messages} (or {id, instruction})")
+    p.add_argument("--output", required=True, help="JSONL {id, messages, responses, n_tokens, truncated}")
+    p.add_argument("--backend", choices=["openai", "hf"], default="openai")
+    _model_args(p, "GEN", "openai: the served model name (default FLR_GEN_MODEL); hf: a model spec")
+    p.add_argument("--n", type=_positive_int, default=8)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--max-new-tokens", type=_positive_int, default=512)
+    p.add_argument("--greedy", action="store_true", help="one greedy response per prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=4, help="hf: prompts per generate() call")
+    p.add_argument("--cache", default=None, help="resumable cache JSONL (default: OUTPUT.cache.jsonl)")
+    p.set_defaults(fn=cmd_sample)
+
+    p = sub.add_parser("rewrite", help="rewrite critiques into user follow-ups (rule, a local model, or an endpoint)")
+    p.add_argument("--input", required=True, help="JSONL feedback triples {id, prompt, response, critique[, score]}")
+    p.add_argument("--output", required=True, help="JSONL: the triples with 'followup' and 'status' kept / rejected")
+    p.add_argument("--rewriter", choices=["openai", "hf", "rule"], default="openai")
+    _model_args(p, "REWRITE", "openai: model name (default FLR_REWRITE_MODEL); hf: a model spec")
+    p.add_argument("--cache", default=None, help="rewrite cache JSONL (default: under $FLR_CACHE_DIR)")
+    p.set_defaults(fn=cmd_rewrite)
+
+    p = sub.add_parser("judge", help="AlpacaEval 2 head-to-head of a model_outputs file (alpaca_eval annotator)")
+    p.add_argument("--candidate", required=True, help="AlpacaEval model_outputs JSON [{instruction, output, generator}]")
+    p.add_argument("--baseline", default=None, help="the same format (default: gpt4_1106_preview from the data folder)")
+    p.add_argument("--output", required=True, help="folder: summary.json, judgements.jsonl")
+    p.add_argument("--judge", choices=["api", "hf", "direct"], default="api")
+    p.add_argument("--annotator", default="alpaca_eval_gpt4_turbo_fn", help="alpaca_eval annotator config (api judge)")
+    _model_args(p, "JUDGE", "api: the judge model at the endpoint (default FLR_JUDGE_MODEL)")
+    p.add_argument("--hf-model", default="bundled:smollm2-135m-instruct", help="the hf / direct judge's model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-boot", type=_positive_int, default=2000)
+    p.set_defaults(fn=cmd_judge)
+
     p = sub.add_parser("reproduce", help="run the notebooks headless with papermill")
     p.add_argument("--profile", default="demo", help="smoke | demo | paper | path to a YAML")
     p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 02 03")
     p.add_argument("--force", action="store_true", help="re-run notebooks even if unchanged")
+    p.add_argument("--plan", action="store_true", help="print rows, tokens, steps, time, needs and API calls per "
+                   "step, and exit (no model is loaded)")
+    p.add_argument("--gpus", type=_positive_int, nargs="*", default=[1, 8], help="--plan: GPU counts to estimate for")
+    p.add_argument("--gpu-kind", default="H100-SXM", help="--plan: a GPU kind of configs/throughput.yaml")
+    p.add_argument("--out-dir", default=None, help="executed notebooks (default: outputs/<profile>/)")
+    p.add_argument("--notebooks-dir", default=None, help="notebooks to run (default: notebooks/)")
     p.set_defaults(fn=cmd_reproduce)
 
     try:
@@ -314,7 +527,8 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except RuntimeError as e:
-        if type(e).__name__ in ("ModelNotAvailable", "DataMissing", "TemplateError"):
+        if type(e).__name__ in ("ModelNotAvailable", "DataMissing", "TemplateError", "EndpointError",
+                                "RewriterUnavailable"):
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise

@@ -60,18 +60,24 @@ def read_text(path: str | Path) -> str:
         raise BadFile(f"{path}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start})") from None
 
 
-def read_jsonl(path: str | Path) -> list:
-    """Rows of a ``.jsonl`` file (optionally ``.gz``); blank lines skipped; errors name the file and line."""
+def numbered_jsonl(path: str | Path) -> list[tuple[int, object]]:
+    """``(line number, row)`` of a ``.jsonl`` file (optionally ``.gz``); blank lines skipped; errors name the file
+    and line. Lines end at ``\n`` only (a JSON string may hold U+2028, which ``str.splitlines`` would cut)."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(read_text(path).splitlines(), 1):
+    for n, line in enumerate(read_text(path).split("\n"), 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append((n, json.loads(line)))
         except json.JSONDecodeError as e:
             raise BadFile(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno})") from None
     return rows
+
+
+def read_jsonl(path: str | Path) -> list:
+    """Rows of a ``.jsonl`` file (optionally ``.gz``): :func:`numbered_jsonl` without the line numbers."""
+    return [row for _, row in numbered_jsonl(path)]
 
 
 def read_json(path: str | Path):

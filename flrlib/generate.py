@@ -1,16 +1,28 @@
 """Sample N responses per prompt from a policy: batched, resumable (JSONL as it goes), with a progress bar.
 
-Paper setting: N = 8, temperature 0.7, top-p 0.9, the policy's chat template with a generation prompt. One
-``generate`` call per batch of prompts with ``num_return_sequences=N``; special tokens are stripped from the
-decoded text, and ``max_new_tokens`` caps each response (a response that hit the cap is flagged ``truncated``).
-With ``n=1, do_sample=False`` the same function gives greedy evaluation outputs.
+Paper setting: N = 8, temperature 0.7, top-p 0.9, the policy's chat template with a generation prompt. With
+``n=1, do_sample=False`` the same function gives greedy evaluation outputs. Two backends, chosen by the policy given:
 
-Resume. Each finished prompt is appended to a :class:`~flrlib.cache.JsonlCache` keyed by (model provenance,
-sampling parameters, seed, prompt id and messages); an interrupted run recomputes only the missing prompts.
-Seeding. The torch RNG is seeded per batch from ``seed`` and the batch's prompt ids, so a rerun with the same
-``batch_size`` reproduces the same samples on the same machine.
+* ``hf`` (a :class:`flrlib.models.Loaded`; in-process, the laptop default): one ``generate`` call per batch of
+  prompts with ``num_return_sequences=N``, pure top-p sampling (``top_k=0``); special tokens are stripped from the
+  decoded text, ``max_new_tokens`` caps each response, prompts longer than ``max_prompt_tokens`` lose their start.
+  Seeding: the torch RNG is seeded per batch from ``seed`` and the batch's prompt ids, so a rerun with the same
+  ``batch_size`` reproduces the same samples on the same machine.
+* ``openai`` (a :class:`flrlib.client.Endpoint`: ``vllm serve``, SGLang, TGI, llama.cpp's server ...): the server
+  applies the policy's chat template; each of the N samples is one request (``n=1``; llama.cpp's server ignores
+  ``n``, and vLLM/SGLang share the prompt's KV cache between the N requests through prefix caching) with its own
+  seed derived from ``seed``, the prompt id and the sample index, which servers that honour ``seed`` (vLLM, SGLang,
+  llama.cpp) use to make each sample reproducible. Up to ``concurrency`` requests are in flight. The server's own
+  sampling defaults apply beyond temperature / top-p / max tokens (llama.cpp's server adds top-k 40; vLLM has no
+  top-k by default), and its context length limits the prompt (``max_prompt_tokens`` is not applied).
 
-Records returned: ``{id, messages, responses: [str] * N, n_tokens: [int] * N, truncated: [bool] * N}``.
+Resume. ``hf``: each finished prompt is appended to a :class:`~flrlib.cache.JsonlCache` keyed by (model
+provenance, sampling parameters, seed, prompt id and messages). ``openai``: every answered request is appended to
+the same kind of cache by :class:`flrlib.client.Client`. Either way an interrupted run recomputes only what is
+missing.
+
+Records returned (both backends): ``{id, messages, responses: [str] * N, n_tokens: [int] * N, truncated: [bool] * N}``
+(``truncated``: the response hit ``max_new_tokens``).
 """
 from __future__ import annotations
 
@@ -30,10 +42,11 @@ class GenConfig:
     batch_size: int = 4         # prompts per generate() call (each expands to n sequences)
     max_prompt_tokens: int = 1024  # longer prompts are cut from the left (the start of the conversation)
     seed: int = 0
+    concurrency: int = 8        # openai backend: requests in flight (not part of any cache key)
 
     def __post_init__(self):
-        if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("n, batch_size and max_new_tokens must be >= 1")
+        if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1 or self.concurrency < 1:
+            raise ValueError("n, batch_size, max_new_tokens and concurrency must be >= 1")
         if not self.do_sample and self.n != 1:
             raise ValueError("greedy decoding (do_sample=False) gives one response per prompt: set n=1")
 
@@ -48,27 +61,59 @@ def prompt_ids(tokenizer, messages: list[dict], max_prompt_tokens: int) -> list[
     return list(ids[-max_prompt_tokens:])
 
 
-def generate(loaded, prompts: list[dict], config: GenConfig | None = None, cache=None, progress: bool = True,
-             desc: str = "generating") -> list[dict]:
-    """Sample ``config.n`` responses for each prompt record ``{id, messages}`` (see the module doc).
+def _check_prompts(prompts: list[dict]) -> None:
+    from .messages import check_messages
 
-    ``cache``: a JSONL path for resuming (``None``: in memory only).
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    from .chat import check_messages
-
-    cfg = config or GenConfig()
-    model, tok = loaded.model, loaded.tokenizer
-    params = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
-    ident = {**loaded.provenance, "gen": params}
     for i, p in enumerate(prompts):
         if "id" not in p:
             raise ValueError(f"prompts[{i}]: missing field 'id'")
         check_messages(p.get("messages"), f"prompts[{i}] ({p['id']}) field 'messages'")
         if p["messages"][-1]["role"] != "user":
             raise ValueError(f"prompts[{i}] ({p['id']}): the last message must be a user turn")
+
+
+def generate(policy, prompts: list[dict], config: GenConfig | None = None, cache=None, progress: bool = True,
+             desc: str = "generating") -> list[dict]:
+    """Sample ``config.n`` responses for each prompt record ``{id, messages}`` (see the module doc).
+
+    ``policy``: a :class:`flrlib.models.Loaded` (backend ``hf``) or a :class:`flrlib.client.Endpoint` (backend
+    ``openai``). ``cache``: a JSONL path for resuming (``None``: in memory only).
+    """
+    from .client import Endpoint
+
+    cfg = config or GenConfig()
+    _check_prompts(prompts)
+    if isinstance(policy, Endpoint):
+        return _generate_openai(policy, prompts, cfg, cache, progress, desc)
+    return _generate_hf(policy, prompts, cfg, cache, progress, desc)
+
+
+def _generate_openai(endpoint, prompts, cfg: GenConfig, cache, progress: bool, desc: str) -> list[dict]:
+    from .client import Client
+
+    client = Client(endpoint, cache=cache, concurrency=cfg.concurrency)
+    sampling = dict(temperature=cfg.temperature, top_p=cfg.top_p) if cfg.do_sample else dict(temperature=0.0, top_p=1.0)
+    requests = [{"messages": p["messages"], "max_tokens": cfg.max_new_tokens, "n": 1,
+                 "seed": _seed_for(cfg.seed, [p["id"], k]) & 0x7FFFFFFF, **sampling}
+                for p in prompts for k in range(cfg.n)]
+    replies = client.chat(requests, progress=progress, desc=desc)
+    out = []
+    for i, p in enumerate(prompts):
+        mine = [r["choices"][0] | {"usage": r["usage"]} for r in replies[i * cfg.n: (i + 1) * cfg.n]]
+        out.append({"id": p["id"], "messages": p["messages"],
+                    "responses": [(c["content"] or "").strip() for c in mine],
+                    "n_tokens": [int(c["usage"].get("completion_tokens") or 0) for c in mine],
+                    "truncated": [c["finish_reason"] == "length" for c in mine]})
+    return out
+
+
+def _generate_hf(loaded, prompts, cfg: GenConfig, cache, progress: bool, desc: str) -> list[dict]:
+    import torch
+    from tqdm.auto import tqdm
+
+    model, tok = loaded.model, loaded.tokenizer
+    params = {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "concurrency")}
+    ident = {**loaded.provenance, "gen": params}
     store = JsonlCache(cache)
     keys = [content_key(ident, p["id"], p["messages"]) for p in prompts]
     todo = sorted({k: i for i, k in enumerate(keys) if k not in store}.values())
@@ -111,5 +156,13 @@ def generate(loaded, prompts: list[dict], config: GenConfig | None = None, cache
     return out
 
 
-def provenance(loaded, config: GenConfig) -> dict:
-    return {**loaded.provenance, "generation": asdict(config)}
+def provenance(policy, config: GenConfig) -> dict:
+    """The policy's provenance (a loaded model's, or the endpoint's model and URL) and the sampling parameters."""
+    from .client import Endpoint
+
+    if isinstance(policy, Endpoint):
+        base = {"model": policy.model, "backend": "openai", "base_url": policy.base_url, "adapter": None,
+                "adapter_hash": None}
+    else:
+        base = {**policy.provenance, "backend": "hf"}
+    return {**base, "generation": asdict(config)}

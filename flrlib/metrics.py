@@ -137,6 +137,8 @@ def paired_bootstrap(a, b, n_boot: int = 2000, seed: int = 0, alpha: float = 0.0
     lo, hi = bootstrap_ci(np.mean, d, n_boot=n_boot, seed=seed, alpha=alpha)
     if np.all(d == 0):
         p = 1.0
+    elif n < 2:
+        p = float("nan")  # one differing row: no permutation distribution
     else:
         p = stats.permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
                                    vectorized=True, n_resamples=n_boot, alternative="two-sided",
@@ -154,6 +156,53 @@ def mcnemar(a_correct, b_correct) -> dict:
     a_only, b_only = int((a > b).sum()), int((a < b).sum())
     p = 1.0 if a_only + b_only == 0 else float(stats.binomtest(a_only, a_only + b_only, 0.5).pvalue)
     return {"a_only": a_only, "b_only": b_only, "n": int(len(a)), "p_value": p}
+
+
+def _pearson_diff(x, y, target):
+    return correlation(x, target)[0] - correlation(y, target)[0]
+
+
+def metric_ci(kind: str, x, target=None, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """One scorer's metric on some rows: ``{"metric", "value", "ci_low", "ci_high", "n"}``.
+
+    ``kind="pairwise"``: ``x`` = per-pair correctness (1 / 0.5 / 0), accuracy with a bootstrap CI. ``"rating"``
+    (``"system"``): ``x`` = rewards per row (mean reward per model), Pearson r with ``target`` (human scores; ELO)."""
+    if kind == "pairwise":
+        x, = _arrays(x)
+        lo, hi = bootstrap_ci(np.mean, x, n_boot=n_boot, seed=seed, alpha=alpha)
+        return {"metric": "accuracy", "value": float(x.mean()) if len(x) else float("nan"), "ci_low": lo,
+                "ci_high": hi, "n": int(len(x))}
+    c = correlation_ci(x, target, "pearson", n_boot=n_boot, seed=seed, alpha=alpha)
+    return {"metric": "pearson" if kind == "rating" else "pearson_elo", "value": c["value"], "ci_low": c["ci_low"],
+            "ci_high": c["ci_high"], "n": c["n"]}
+
+
+def paired_diff(kind: str, a, b, target=None, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Scorer ``a`` minus scorer ``b`` on the same rows: the one paired comparison of the package.
+
+    ``kind="pairwise"``: ``a``, ``b`` = per-pair correctness; ``diff`` = accuracy(a) - accuracy(b), bootstrap CI of
+    the paired difference, sign-flip permutation ``p_value`` (:func:`paired_bootstrap`) and exact McNemar
+    (``mcnemar_p``, ``a_only``, ``b_only``). ``"rating"`` / ``"system"``: ``a``, ``b`` = rewards per row (mean
+    reward per model), ``target`` = human scores (Arena ELO); ``diff`` = Pearson(a) - Pearson(b) with a bootstrap
+    CI that resamples rows (models) jointly; no p-value (``None``).
+    Returns ``{"metric", "value_a", "value_b", "n", "diff", "ci_low", "ci_high", "p_value"[, "mcnemar_p",
+    "a_only", "b_only"]}``.
+    """
+    if kind == "pairwise":
+        a, b = _arrays(a, b)
+        pb, mc = paired_bootstrap(a, b, n_boot=n_boot, seed=seed, alpha=alpha), mcnemar(a, b)
+        nan = float("nan")
+        return {"metric": "accuracy", "value_a": float(a.mean()) if len(a) else nan,
+                "value_b": float(b.mean()) if len(b) else nan, "n": pb["n"], "diff": pb["diff"],
+                "ci_low": pb["ci_low"], "ci_high": pb["ci_high"], "p_value": pb["p_value"],
+                "mcnemar_p": mc["p_value"], "a_only": mc["a_only"], "b_only": mc["b_only"]}
+    if kind not in ("rating", "system"):
+        raise ValueError(f"kind must be 'pairwise', 'rating' or 'system', got {kind!r}")
+    x, y, t = _arrays(a, b, target)
+    lo, hi = bootstrap_ci(_pearson_diff, x, y, t, n_boot=n_boot, seed=seed, alpha=alpha)
+    va, vb = correlation(x, t)[0], correlation(y, t)[0]
+    return {"metric": "pearson" if kind == "rating" else "pearson_elo", "value_a": va, "value_b": vb,
+            "n": int(len(x)), "diff": float(va - vb), "ci_low": lo, "ci_high": hi, "p_value": None}
 
 
 def vector_pearson(x, y, axis: int = -1):

@@ -145,6 +145,9 @@ def mine(policy, scorer, prompts: list[dict], gen_config, out_dir, min_margin: f
          seed: int = 0, provenance: dict | None = None, progress: bool = True) -> dict:
     """Sample (resumable), score, build pairs and KTO rows; write them to ``out_dir``; return the summary.
 
+    ``policy``: a loaded model (generation in-process) or a :class:`flrlib.client.Endpoint` (an OpenAI-compatible
+    server such as ``vllm serve``; see :mod:`flrlib.generate`); the files are the same either way.
+
     Files: ``samples.cache.jsonl`` (generation, resumable), ``samples.jsonl`` (prompts, responses, rewards),
     ``dpo_pairs.jsonl``, ``kto_rows.jsonl``, ``summary.json`` (counts, reward/margin statistics, provenance).
     """

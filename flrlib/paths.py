@@ -12,6 +12,24 @@ def _env_path(var: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def slug(spec: str, width: int = 120) -> str:
+    """File-name form of a model spec or any name: ``/`` -> ``__``, anything but ``[A-Za-z0-9._-]`` -> ``_``;
+    the last ``width`` characters (the distinctive end of a long path). The one rule for caches, adapters and
+    result files."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.replace("/", "__"))[-width:]
+
+
+def portable(path: str | Path | None) -> str | None:
+    """A path as it should appear in a result file: relative to the checkout when inside it (the same on every
+    machine), else as given."""
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def data_dir() -> Path:
     """The project's data folder (populated by `flr data`). Override with FLR_DATA_DIR."""
     return _env_path("FLR_DATA_DIR", ROOT / "data")

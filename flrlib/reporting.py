@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from .paired import model_means, paired_comparison  # noqa: F401 - paired_comparison: the FLR-vs-Direct table
 from .paths import results_dir
 from .results import ResultMissing, read_json, read_jsonl
 
@@ -107,94 +108,11 @@ def category_table(profile: str, tag: str = "flr", benchmarks: list[str] | None 
     return t.rename(columns={c: c[len("category_"):] for c in cols})
 
 
-def paired_comparison(profile: str, a: str = "flr", b: str = "direct", n_boot: int = 2000, seed: int = 0,
-                      benchmarks: list[str] | None = None, models: list[str] | None = None) -> pd.DataFrame:
-    """``a`` minus ``b`` per (benchmark, model) on the rows both scored.
-
-    Pairwise: accuracy difference (paired bootstrap CI, sign-flip permutation p) and exact McNemar p.
-    Rating: Pearson difference with a paired bootstrap CI over rows. System: Pearson-vs-ELO difference with a
-    bootstrap CI over models. A last row per model pools the pairs of all pairwise benchmarks.
-    """
-    df = reward_results(profile, [a, b], benchmarks, models)
-    out = []
-    for (bench, model), g in df.groupby(["benchmark", "model"], sort=False):
-        if set(g.tag) != {a, b}:
-            continue
-        ra, rb = (per_sample(g[g.tag == t].iloc[0]["path"]) for t in (a, b))
-        kind = g.iloc[0]["kind"]
-        row = {"benchmark": bench, "kind": kind, "model": model, "a": a, "b": b}
-        if kind == "system":
-            from .data import arena_elo
-
-            elo = arena_elo()
-            ma, mb = _model_means(ra), _model_means(rb)
-            ms = [m for m in ma if m in mb and m in elo]
-            x, y, t = (np.array([d[m] for m in ms]) for d in (ma, mb, elo))
-            lo, hi = metrics.bootstrap_ci(lambda p, q, e: metrics.correlation(p, e)[0] - metrics.correlation(q, e)[0],
-                                          x, y, t, n_boot=n_boot, seed=seed)
-            row.update(metric="pearson_elo", value_a=metrics.correlation(x, t)[0], value_b=metrics.correlation(y, t)[0],
-                       n=len(ms), ci_low=lo, ci_high=hi, p_value=np.nan)
-        else:
-            ib = {r["id"]: r for r in rb}
-            common = [r for r in ra if r["id"] in ib]
-            if kind == "pairwise":
-                ca, cb = np.array([r["correct"] for r in common]), np.array([ib[r["id"]]["correct"] for r in common])
-                pb, mc = metrics.paired_bootstrap(ca, cb, n_boot=n_boot, seed=seed), metrics.mcnemar(ca, cb)
-                row.update(metric="accuracy", value_a=ca.mean(), value_b=cb.mean(), n=pb["n"], ci_low=pb["ci_low"],
-                           ci_high=pb["ci_high"], p_value=pb["p_value"], mcnemar_p=mc["p_value"],
-                           a_only=mc["a_only"], b_only=mc["b_only"])
-            else:
-                x = np.array([r["reward"] for r in common])
-                y = np.array([ib[r["id"]]["reward"] for r in common])
-                t = np.array([r["score"] for r in common])
-                lo, hi = metrics.bootstrap_ci(
-                    lambda p, q, s: metrics.correlation(p, s)[0] - metrics.correlation(q, s)[0], x, y, t,
-                    n_boot=n_boot, seed=seed)
-                row.update(metric="pearson", value_a=metrics.correlation(x, t)[0], value_b=metrics.correlation(y, t)[0],
-                           n=len(common), ci_low=lo, ci_high=hi, p_value=np.nan)
-        row["diff"] = row["value_a"] - row["value_b"]
-        out.append(row)
-    out += _pooled_pairwise(df, a, b, n_boot, seed)
-    cols = ["benchmark", "kind", "model", "metric", "a", "b", "value_a", "value_b", "diff", "ci_low", "ci_high",
-            "p_value", "mcnemar_p", "a_only", "b_only", "n"]
-    res = pd.DataFrame(out)
-    return res[[c for c in cols if c in res.columns]]
-
-
-def _pooled_pairwise(df: pd.DataFrame, a: str, b: str, n_boot: int, seed: int) -> list[dict]:
-    """One extra row per model: all pairwise benchmarks pooled (pairs matched by id), ``benchmark="pairwise (pooled)"``."""
-    out = []
-    for model, g in df[df.kind == "pairwise"].groupby("model", sort=False):
-        ca, cb = [], []
-        for _, bg in g.groupby("benchmark", sort=False):
-            if set(bg.tag) != {a, b}:
-                continue
-            ra = {r["id"]: r for r in per_sample(bg[bg.tag == a].iloc[0]["path"])}
-            for r in per_sample(bg[bg.tag == b].iloc[0]["path"]):
-                if r["id"] in ra:
-                    ca.append(ra[r["id"]]["correct"])
-                    cb.append(r["correct"])
-        if len(g.benchmark.unique()) < 2 or not ca:
-            continue
-        pb, mc = metrics.paired_bootstrap(ca, cb, n_boot=n_boot, seed=seed), metrics.mcnemar(ca, cb)
-        out.append({"benchmark": "pairwise (pooled)", "kind": "pairwise", "model": model, "a": a, "b": b,
-                    "metric": "accuracy", "value_a": float(np.mean(ca)), "value_b": float(np.mean(cb)), "n": pb["n"],
-                    "ci_low": pb["ci_low"], "ci_high": pb["ci_high"], "p_value": pb["p_value"],
-                    "mcnemar_p": mc["p_value"], "a_only": mc["a_only"], "b_only": mc["b_only"], "diff": pb["diff"]})
-    return out
-
-
-def _model_means(rows: list[dict]) -> dict:
-    by = {}
-    for r in rows:
-        by.setdefault(r["model"], []).append(r["reward"])
-    return {m: float(np.mean(v)) for m, v in by.items()}
-
-
 def system_points(profile: str, tag: str = "flr", model: str | None = None) -> pd.DataFrame:
-    """Per AlpacaEval model: mean reward (``tag``), Arena ELO and the AlpacaEval 2 leaderboard's LC win rate (its
-    ``length_controlled_v1`` values from the leaderboard CSV; NaN when absent)."""
-    from .data import arena_elo, lc_win_rates
+    """Per system of the (first) system-level result: mean reward (``tag``), Arena ELO and the AlpacaEval 2
+    leaderboard's LC win rate (its ``length_controlled_v1`` values from the leaderboard CSV; NaN when absent, e.g.
+    for WildBench's systems)."""
+    from .data import system_targets
 
     df = reward_results(profile, [tag])
     df = df[df.kind == "system"]
@@ -202,8 +120,8 @@ def system_points(profile: str, tag: str = "flr", model: str | None = None) -> p
         df = df[df.model == model]
     if not len(df):
         raise ResultMissing(f"no system-level result for tag {tag!r} in profile {profile!r} - run notebook 03 first.")
-    means = _model_means(per_sample(df.iloc[0]["path"]))
-    elo, lc = arena_elo(), lc_win_rates(2)
+    means = model_means(per_sample(df.iloc[0]["path"]))
+    elo, lc = system_targets(df.iloc[0]["benchmark"])
     return pd.DataFrame([{"system": m, "mean_reward": v, "elo": elo.get(m, np.nan), "lc_win_rate": lc.get(m, np.nan)}
                          for m, v in means.items()])
 
@@ -545,16 +463,17 @@ def ft_table(profile: str) -> pd.DataFrame:
 
 
 def alignment_table(profile: str) -> pd.DataFrame:
-    """Alignment evaluation (notebook 06): judge, candidate vs baseline, win rate [CI], LC win rate (AlpacaEval's
-    ``length_controlled_minimal`` GLM, :mod:`flrlib.lc_winrate`; not the leaderboard's ``length_controlled_v1``),
-    lengths."""
+    """Alignment evaluation (notebook 06): judge, candidate vs baseline, win rate [CI], LC win rate with the
+    AlpacaEval GLM it comes from (``lc_glm``: ``length_controlled_minimal`` offline, the leaderboard's
+    ``length_controlled_v1`` when its Hub files were reachable; :mod:`flrlib.winrate`), lengths."""
     summ = _producer_json(profile, "alignment/eval_summary.json", "06")
     rows = []
     for r in summ["rows"]:
         lc = r.get("lc_win_rate")
         rows.append({"judge": r["judge"], "candidate": r["candidate"], "baseline": r["baseline"], "n": r["n"],
                      "win rate % [95% CI]": f"{r['win_rate']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]",
-                     "LC win rate % (minimal GLM)": "n/a" if lc is None else f"{lc:.1f}",
+                     "LC win rate %": "n/a" if lc is None else f"{lc:.1f}",
+                     "LC GLM": r.get("lc_glm", "length_controlled_minimal"),
                      "avg length (chars)": round(r.get("avg_length", float("nan")), 0),
                      "judge kind": r.get("judge_label", "")})
     return pd.DataFrame(rows)
@@ -732,7 +651,7 @@ def summary_markdown(profile: str = "demo") -> str:
         parts.append(text)
     except ResultMissing as e:
         parts.append(f"Length control: {e}")
-    lc_note = ("; LC win rate = AlpacaEval's length_controlled_minimal GLM, not the leaderboard's "
+    lc_note = ("; LC win rates name their AlpacaEval GLM: length_controlled_minimal is not the leaderboard's "
                "length_controlled_v1")
     for name, fn, note in (("FT-FLR", ft_table, ""), ("Alignment", alignment_table, lc_note)):
         try:

@@ -12,6 +12,18 @@ that finished: before a notebook runs, its entry and those of every later notebo
 reads what this one writes), and the entry is written back only after papermill returned without error. Writes
 are atomic (:func:`flrlib.files.atomic_write`), so a Ctrl-C or a crash never leaves a stale or half-written state.
 A Ctrl-C raises :class:`Interrupted` (a ``KeyboardInterrupt``) naming the notebook; ``flr reproduce`` exits 130.
+The command is ``flr reproduce`` (:mod:`flrlib.cli`); this module has no command line of its own.
+
+Data parallel. Launched with ``WORLD_SIZE`` > 1 (``accelerate launch -m flrlib.cli reproduce ...`` or ``torchrun``),
+rank 0 is the runner above and decides what runs; the notebooks named in the profile's ``parallel`` list (default
+:data:`PARALLEL`: 03 and 05, which score; 04 when its rewriter makes no API calls) run on every rank, the others on
+rank 0 alone while the other ranks wait. In a parallel notebook every :class:`~flrlib.scoring.Scorer` deals its
+batches to the ranks and merges the scores, so every rank computes the same results; the Trainer of a training step
+in it sees the ranks too (DDP). Each rank's kernel gets one GPU (``CUDA_VISIBLE_DEVICES`` = its local rank's, ``LOCAL_RANK=0``)
+and its own rendezvous port (``MASTER_PORT`` + 1 + the notebook's position), a notebook run by rank 0 alone sees
+``WORLD_SIZE=1``. Ranks > 0 write nothing into the profile's folders: their executed notebooks, results and
+figures go to ``outputs/<profile>/rank<r>/`` (results copied from rank 0's before each notebook they run), so
+the result files are rank 0's, the same bytes a single process writes.
 """
 from __future__ import annotations
 
@@ -22,13 +34,18 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
+import shutil
 
 from .files import BadFile, atomic_write, read_json
-from .paths import ROOT, outputs_dir
+from .parallel import all_gather, world
+from .paths import ROOT, outputs_dir, results_dir
+from .profiles import PROFILES_DIR, load_profile, notebook_parameters, profile_names  # noqa: F401 (re-exported)
 
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 NOTEBOOKS_DIR = ROOT / "notebooks"
+# run on every rank by default: the notebooks whose Scorers shard. 04 scores and trains too, but its rewriter would
+# call the API once per rank (rewrite.py is not rank-aware yet): add it with the profile's `parallel:` list when its
+# rewriter is "rule" or "hf", or its rewrites are cached.
+PARALLEL = ("03_reward_benchmarks", "05_preference_mining")
 
 
 class NotebookFailed(RuntimeError):
@@ -37,30 +54,6 @@ class NotebookFailed(RuntimeError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) while a notebook ran; the message names it. Its state entry was already removed."""
-
-
-def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-
-
-def load_profile(name_or_path: str) -> dict:
-    p = Path(name_or_path)
-    if not p.exists():
-        p = PROFILES_DIR / f"{name_or_path}.yaml"
-    if not p.exists():
-        raise FileNotFoundError(f"unknown profile {name_or_path!r}; known: {profile_names()} (or pass a YAML path)")
-    prof = yaml.safe_load(p.read_text()) or {}
-    prof.setdefault("name", p.stem)
-    prof.setdefault("common", {})
-    prof.setdefault("notebooks", {})
-    return prof
-
-
-def notebook_parameters(profile: dict, notebook: str) -> dict:
-    """Parameters injected into one notebook: the profile's ``common`` block, then the notebook's own block."""
-    params = {"profile": profile["name"], **profile["common"]}
-    params.update((profile["notebooks"] or {}).get(notebook) or {})
-    return params
 
 
 def _sources_hash() -> str:
@@ -142,6 +135,11 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
     prof = load_profile(profile)
     nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
     out = Path(out_dir) if out_dir else outputs_dir(prof["name"])
+    rank, n_ranks = world()
+    parallel = set(prof.get("parallel", PARALLEL) or ())
+    main_results = results_dir(prof["name"])
+    if rank > 0:  # a helper rank: its own scratch folders, never the profile's
+        out = out / f"rank{rank}"
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / ".state.json"
     state = _load_state(state_path)
@@ -164,10 +162,20 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
         target = out / nb.name
         recorded = not force and state.get(nb.stem) == fp
         why = incomplete_reason(target) if recorded else None  # recorded as done, but is the executed copy?
+        if n_ranks > 1:  # rank 0's state decides for every rank
+            recorded, why = all_gather((recorded, why) if rank == 0 else None)[0]
         if recorded and why is None:
-            print(f"[skip] {nb.stem}: unchanged since its last successful run")
+            if rank == 0:
+                print(f"[skip] {nb.stem}: unchanged since its last successful run")
             report.append({"notebook": nb.stem, "status": "skipped", "seconds": 0.0})
             continue
+        if n_ranks > 1 and nb.stem not in parallel:
+            if rank > 0:  # rank 0 runs it alone; wait for its outcome
+                failed = all_gather(None)[0]
+                if failed:
+                    raise NotebookFailed(f"{failed} (on rank 0)")
+                report.append({"notebook": nb.stem, "status": "rank 0", "seconds": 0.0})
+                continue
         # from here on neither this notebook nor any later one counts as done until it finishes again
         later = [n.stem for n, _, _ in plan[i:]]
         if any(s in state for s in later):
@@ -175,21 +183,36 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
             _save_state(state_path, state)
         print(f"[run ] {nb.stem} (profile {prof['name']}) -> {target}" + (f" (last run incomplete: {why})" if why else ""), flush=True)
         t0 = time.time()
-        env_before = os.environ.get("FLR_PROFILE")
-        os.environ["FLR_PROFILE"] = prof["name"]
+        env = {"FLR_PROFILE": prof["name"]}
+        if n_ranks > 1:
+            env.update(_rank_env(rank, i, nb.stem in parallel, out, main_results, prof["name"]))
+        env_before = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        failed = None
         try:
             pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name=kernel, cwd=str(nb_dir),
                                 progress_bar=False, log_output=log_output)
         except pm.PapermillExecutionError as e:
-            raise NotebookFailed(f"{nb.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                                 f"(executed notebook with the traceback: {target})") from None
+            failed = (f"{nb.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                      f"(executed notebook with the traceback: {target})")
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted in {nb.stem}; re-run the same command to resume") from None
         finally:
-            if env_before is None:
-                os.environ.pop("FLR_PROFILE", None)
-            else:
-                os.environ["FLR_PROFILE"] = env_before
+            for k, v in env_before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        if n_ranks > 1:  # every rank learns whether any rank failed (the helpers wait here for rank 0)
+            outcomes = all_gather(failed)
+            bad = [(r, f) for r, f in enumerate(outcomes) if f]
+            if bad and not failed:
+                failed = f"{bad[0][1]} (on rank {bad[0][0]})"
+        if failed:
+            raise NotebookFailed(failed)
+        if rank > 0:
+            report.append({"notebook": nb.stem, "status": "ran", "seconds": round(time.time() - t0, 1)})
+            continue
         dt = time.time() - t0
         state[nb.stem] = fp
         _save_state(state_path, state)
@@ -199,26 +222,19 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
     return report
 
 
-def main(argv=None) -> int:  # thin wrapper, the same contract as `flr reproduce`: 0 ok, 1 failed, 130 Ctrl-C
-    import argparse
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--profile", default="demo")
-    ap.add_argument("--only", nargs="*")
-    ap.add_argument("--force", action="store_true")
-    ap.add_argument("--out-dir", default=None)
-    ap.add_argument("--notebooks-dir", default=None)
-    a = ap.parse_args(argv)
-    try:
-        run(a.profile, a.only, a.force, out_dir=a.out_dir, notebooks_dir=a.notebooks_dir)
-    except NotebookFailed as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as e:  # Interrupted names the notebook
-        print(str(e) or "interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def _rank_env(rank: int, index: int, parallel: bool, out: Path, main_results: Path, profile: str) -> dict:
+    """Environment of one notebook's kernel under a multi-process launch (see the module docstring)."""
+    if not parallel:  # rank 0 alone: its Scorers and Trainers must not wait for the other ranks
+        return {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    env = {"MASTER_PORT": str(int(os.environ.get("MASTER_PORT", "29500")) + 1 + index),
+           "TORCHELASTIC_USE_AGENT_STORE": "False",  # the kernels rendezvous on their own port (rank 0 serves it)
+           "CUDA_VISIBLE_DEVICES": visible[local] if local < len(visible) else str(local),
+           "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    if rank > 0:  # read rank 0's results as they are now, write into a scratch copy
+        scratch = out / "results"
+        if main_results.exists():
+            shutil.copytree(main_results, scratch / profile, dirs_exist_ok=True)
+        env.update({"FLR_RESULTS_DIR": str(scratch), "FLR_FIGURES_DIR": str(out / "figures")})
+    return env

@@ -5,8 +5,8 @@ A critique ("The response is accurate but lacks examples ...") becomes a short f
 callable ``rewriter(triple) -> str`` with a ``name`` (part of the cache key):
 
 * :class:`OpenAIRewriter` - an LLM behind an OpenAI-compatible ``/chat/completions`` endpoint (the paper's
-  setting). URL, model and key come from ``FLR_REWRITE_BASE_URL`` / ``FLR_REWRITE_MODEL`` / ``FLR_REWRITE_API_KEY``
-  (``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` as fall-backs). ``transport`` is injectable: tests use a local stub.
+  setting), through :class:`flrlib.client.Client`. URL, model and key come from ``FLR_REWRITE_BASE_URL`` /
+  ``FLR_REWRITE_MODEL`` / ``FLR_REWRITE_API_KEY`` (``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` as fall-backs).
 * :class:`HFRewriter` - a local chat model (``flrlib.models.load_model``) prompted with the same instruction.
 * :class:`RuleRewriter` - deterministic, offline: polarity from the critique's score (or cue words), gist from a
   small lexicon of aspects ("examples", "depth", "accuracy" ...), phrased from fixed templates. It never copies the
@@ -19,12 +19,7 @@ their reason so that the caller logs them.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 
 from .cache import JsonlCache, content_key
 from .paths import cache_dir
@@ -226,61 +221,49 @@ class RuleRewriter:
 # ------------------------------------------------------------------------------------------------------------------
 
 class RewriterUnavailable(RuntimeError):
-    """The rewriter cannot run here (no endpoint configured, no network ...); the message says what to set."""
-
-
-def urllib_transport(url: str, headers: dict, body: dict, timeout: float) -> dict:
-    """POST JSON, return the parsed JSON reply (the default transport of :class:`OpenAIRewriter`)."""
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL chosen by the user
-        return json.loads(resp.read().decode())
+    """The rewriter cannot run here (no endpoint configured, the endpoint failed ...); the message says what to set."""
 
 
 class OpenAIRewriter:
-    """Rewrite with a chat model behind an OpenAI-compatible API (OpenAI, vLLM, llama.cpp server, ...).
+    """Rewrite with a chat model behind an OpenAI-compatible API (OpenAI, vLLM, llama.cpp's server ...).
 
-    ``base_url`` / ``model`` / ``api_key`` default to the environment (see module doc). ``transport(url, headers,
-    body, timeout) -> dict`` does the HTTP call; pass a stub in tests. Transient errors (HTTP 429/5xx, timeouts)
-    are retried ``retries`` times with exponential back-off.
+    The ``REWRITE`` endpoint of :class:`flrlib.client.Endpoint` (``FLR_REWRITE_BASE_URL`` / ``FLR_REWRITE_MODEL`` /
+    ``FLR_REWRITE_API_KEY``, or ``base_url`` / ``model`` / ``api_key``); requests go through
+    :class:`flrlib.client.Client`: up to ``concurrency`` in flight, the SDK's retries on 429/5xx, every answer cached
+    (``cache="auto"``: ``<cache_dir>/rewrites/api/<model>.jsonl``), so an interrupted run re-sends only what is
+    missing. :func:`rewrite_all` sends all missing triples at once through :meth:`many`.
     """
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                 transport=urllib_transport, temperature: float = 0.0, max_tokens: int = 96, timeout: float = 60.0,
-                 retries: int = 3):
-        self.model = model or os.environ.get("FLR_REWRITE_MODEL")
-        self.base_url = (base_url or os.environ.get("FLR_REWRITE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
-                         or "https://api.openai.com/v1").rstrip("/")
-        self.api_key = api_key or os.environ.get("FLR_REWRITE_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        if not self.model:
-            raise RewriterUnavailable("OpenAIRewriter needs a model: set FLR_REWRITE_MODEL (and FLR_REWRITE_BASE_URL, "
-                                      "FLR_REWRITE_API_KEY), or use the 'rule' or 'hf' rewriter offline.")
-        self.transport, self.temperature, self.max_tokens = transport, temperature, max_tokens
-        self.timeout, self.retries = timeout, retries
-        self.name = f"openai:{self.base_url}:{self.model}:t{temperature}"
+                 temperature: float = 0.0, max_tokens: int = 96, cache="auto", concurrency: int = 8,
+                 timeout: float | None = None, max_retries: int | None = None):
+        from .client import Client, Endpoint, EndpointError
+        from .paths import slug
+
+        try:
+            self.endpoint = Endpoint.from_env("REWRITE", base_url=base_url, model=model, api_key=api_key)
+        except EndpointError as e:
+            raise RewriterUnavailable(f"OpenAIRewriter: {e}; or use the 'rule' or 'hf' rewriter offline") from None
+        path = cache_dir() / "rewrites" / "api" / f"{slug(self.endpoint.model)}.jsonl" if cache == "auto" else cache
+        self.client = Client(self.endpoint, cache=path, concurrency=concurrency, timeout=timeout,
+                             max_retries=max_retries)
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.name = f"openai:{self.endpoint.model}:t{temperature}"
+
+    def request(self, triple: dict) -> dict:
+        return {"messages": rewrite_messages(triple), "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    def many(self, triples: list[dict], progress: bool = True) -> list[str]:
+        from .client import EndpointError
+
+        try:
+            replies = self.client.chat([self.request(t) for t in triples], progress=progress, desc=self.name)
+        except EndpointError as e:
+            raise RewriterUnavailable(str(e)) from None
+        return [clean(r["choices"][0]["content"] or "") for r in replies]
 
     def __call__(self, triple: dict) -> str:
-        body = {"model": self.model, "messages": rewrite_messages(triple), "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        url = f"{self.base_url}/chat/completions"
-        for attempt in range(self.retries + 1):
-            try:
-                reply = self.transport(url, headers, body, self.timeout)
-                break
-            except urllib.error.HTTPError as e:
-                if e.code not in (429, 500, 502, 503, 504) or attempt == self.retries:
-                    raise RewriterUnavailable(f"{url}: HTTP {e.code} {e.reason}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                if attempt == self.retries:
-                    raise RewriterUnavailable(f"{url} unreachable: {e}") from None
-            time.sleep(2 ** attempt)
-        try:
-            return clean(reply["choices"][0]["message"]["content"])
-        except (KeyError, IndexError, TypeError):
-            raise RewriterUnavailable(f"{url}: unexpected reply (no choices[0].message.content): {str(reply)[:200]}") \
-                from None
+        return self.many([triple], progress=False)[0]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -321,20 +304,28 @@ def rewrite_all(triples: list[dict], rewriter, cache="auto", max_words: int = MA
     """
     from tqdm.auto import tqdm
 
+    from .paths import slug
+
     if cache == "auto":
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", rewriter.name)[-100:]
-        cache = cache_dir() / "rewrites" / f"{slug}.jsonl"
+        cache = cache_dir() / "rewrites" / f"{slug(rewriter.name, 100)}.jsonl"
     store = JsonlCache(cache)
-    kept, rejects = [], []
-    for t in tqdm(triples, desc=f"rewriting ({rewriter.name})", disable=not progress, unit="critique"):
+    for t in triples:
         for field in ("id", "prompt", "response", "critique"):
             if not isinstance(t.get(field), str) or (field != "id" and not t[field].strip()):
                 raise ValueError(f"triple {t.get('id')!r}: field {field!r} must be a non-empty string")
-        key = content_key(rewriter.name, PROMPT_VERSION, t["prompt"], t["response"], t["critique"], t.get("score"))
-        out = store.get(key)
-        if out is None:
+    keys = [content_key(rewriter.name, PROMPT_VERSION, t["prompt"], t["response"], t["critique"], t.get("score"))
+            for t in triples]
+    todo = [(k, t) for k, t in {k: t for k, t in zip(keys, triples)}.items() if k not in store]
+    if todo and hasattr(rewriter, "many"):  # an API rewriter: all missing triples at once, concurrently
+        for (k, _), out in zip(todo, rewriter.many([t for _, t in todo], progress=progress)):
+            store.put(k, out)
+    else:
+        for k, t in tqdm(todo, desc=f"rewriting ({rewriter.name})", disable=not progress, unit="critique"):
             out = rewriter(t)
-            store.put(key, out if isinstance(out, str) else "")
+            store.put(k, out if isinstance(out, str) else "")
+    kept, rejects = [], []
+    for k, t in zip(keys, triples):
+        out = store.get(k)
         reason = reject_reason(out, t["critique"], max_words)
         if reason:
             rejects.append({"id": t["id"], "critique": t["critique"], "followup": out, "reason": reason})

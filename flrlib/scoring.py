@@ -11,22 +11,31 @@ R_k = mean_{f in pos_k} lp(f) - mean_{f in neg_k} lp(f); the reward is the mean 
 
 Engine. The templated context is run once per conversation (left-padded batch of conversations, length-sorted,
 ``logits_to_keep=1``): the last position gives log p(f_1 | context) for every follow-up. The remaining tokens of
-up to ``chunk_size`` follow-ups are then packed back to back into ONE sequence over that conversation's prefix KV
-cache, with a block-diagonal causal 4D mask and position ids restarting after the prefix, so each follow-up sees
-the context and its own earlier tokens only. The context is never recomputed or copied per follow-up, and there
-is no padding. ``naive`` (one full forward per follow-up) is the test oracle; ``padded`` batches full sequences
-without a cache; ``floor`` (benchmark only) is one forward over the context plus all follow-up tokens.
+up to ``chunk_size`` follow-ups are then packed back to back, one row per conversation of the batch, into ONE
+forward over the batch's prefix KV cache, with a block-diagonal causal 4D mask and position ids restarting after
+each row's prefix, so each follow-up sees its context and its own earlier tokens only. The context is never
+recomputed or copied per follow-up; the rows of a bank are equally long, so nothing is padded. Log-probs stay on
+the device until the batch ends (one transfer), and the log-softmax runs over chunks of tokens through the LM head
+(no fp32 [tokens x vocab] tensor). ``naive`` (one full forward per follow-up) is the test oracle; ``padded`` batches
+full sequences without a cache; ``floor`` (benchmark only) is one forward over the context plus all follow-up tokens.
+
+Scorer. Rows stream through in windows of ``stream_rows``: encoded (each prefix tokenised once, the bank's ids
+shared, :class:`flrlib.chat.Encoder`), checked, cut into batches of at most ``batch_size`` rows and
+``token_budget`` padded tokens, scored and appended to the cache, so memory does not grow with the input. Under a
+multi-process launch the batches are dealt to the ranks (see :class:`Scorer`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .cache import JsonlCache, content_key
-from .chat import Encoded, content_tokens, encode, flr_context, render, template_hash
+from .chat import Encoded, Encoder, TemplateError, content_tokens, encode, flr_context, render, template_hash
 from .followups import Bank, load_bank
-from .paths import cache_dir
+from .parallel import all_gather, world
+from .paths import cache_dir, slug
 
 SCORERS = ("flr", "direct", "legacy_repo", "length")
 NO_BANK = ("direct", "length")  # scorers that read no follow-up bank
@@ -73,17 +82,56 @@ def _gather_logprobs(logits, targets):
 
 
 def _packed_mask(key_mask, seg, off, dtype):
-    """Additive 4D mask (1, 1, Q, P+Q): each packed token sees the valid prefix positions and the earlier tokens of
-    its own target only (block-diagonal causal). Float, not bool: eager attention adds the mask to the scores."""
+    """Additive 4D mask (B, 1, Q, P+Q): each packed token of row b sees row b's valid prefix positions and the earlier
+    tokens of its own target only (block-diagonal causal). Float, not bool: eager attention adds the mask to the
+    scores. key_mask (B, P); seg, off (B, Q): target number (-1 for padding) and offset within the target."""
     torch = _torch()
-    same = (seg[:, None] == seg[None, :]) & (off[None, :] <= off[:, None])
-    allowed = torch.cat([key_mask.bool()[None, :].expand(len(seg), -1), same], -1)
+    same = (seg[:, :, None] == seg[:, None, :]) & (off[:, None, :] <= off[:, :, None])
+    allowed = torch.cat([key_mask.bool()[:, None, :].expand(-1, seg.shape[1], -1), same], -1)
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[None, None]
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+# models whose logits are exactly lm_head(decoder(...).last_hidden_state) (no logit scaling or soft-capping)
+_PLAIN_HEAD = ("llama", "mistral", "qwen2", "qwen3")
+_LOGIT_ELEMS = 1 << 25  # fp32 logits alive at once in the chunked log-softmax (128 MiB)
+
+
+def _decoder_and_head(model):
+    """``(decoder, lm_head)`` of a plain causal LM (peft-wrapped or not), or ``None`` (the full logits are used)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base, "config", None)
+    if getattr(cfg, "model_type", None) not in _PLAIN_HEAD or getattr(cfg, "final_logit_softcapping", None):
+        return None
+    try:
+        return base.get_decoder(), base.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
+def _chunked_logprobs(rows, targets, head=None):
+    """log p(target) per row, fp32, without a full fp32 [tokens x vocab] tensor: ``rows`` are hidden states (N, H)
+    put through ``head`` in chunks, or logits (N, V) when ``head`` is None; the log-softmax is gather - logsumexp
+    over a chunk of tokens at a time."""
+    torch = _torch()
+    out = torch.empty(len(targets), dtype=torch.float32, device=targets.device)
+    vocab = head.out_features if head is not None and hasattr(head, "out_features") else rows.shape[-1]
+    step = max(1, _LOGIT_ELEMS // max(1, vocab))
+    for s in range(0, len(targets), step):
+        logits = (head(rows[s: s + step]) if head is not None else rows[s: s + step]).float()
+        t = targets[s: s + step]
+        out[s: s + step] = torch.gather(logits, -1, t[:, None])[:, 0] - torch.logsumexp(logits, -1)
+    return out
 
 
 def engine_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 128) -> list[list[np.ndarray]]:
-    """Shared-prefix engine for one batch of conversations (the caller sorts and batches them by prefix length)."""
+    """Shared-prefix engine for one batch of conversations (the caller sorts and batches them by prefix length).
+
+    One prefix forward over the batch (left-padded, ``logits_to_keep=1``), then per chunk of ``chunk_size`` targets
+    one forward over the whole batch: row b packs its chunk's targets back to back (right-padded to the longest row)
+    over row b's prefix KV cache, under a block-diagonal 4D mask. Log-probs stay on the device until the batch ends
+    (one transfer); the log-softmax runs in chunks of tokens (:func:`_chunked_logprobs`).
+    """
     torch = _torch()
     from transformers import DynamicCache
 
@@ -91,35 +139,52 @@ def engine_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 1
         raise ValueError("the FLR engine packs follow-ups with a custom 4D attention mask, which flash-attention "
                          "kernels ignore; load the model with attn_implementation='sdpa' (the default) or 'eager'")
     dev = model.device
+    parts = _decoder_and_head(model)
     ids, mask = _left_pad([e.prefix for e in encs], pad_id, dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    result = [[None] * len(e.targets) for e in encs]
+    prefix_len = mask.sum(-1)
+    n_targets = max(len(e.targets) for e in encs)
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()  # (B, V): log p(first target token | prefix)
+        last = out.logits[:, -1].float()  # (B, V): log p(first target token | prefix) = gather - logsumexp
+        first_ids = torch.tensor([[t[0] for t in e.targets] + [0] * (n_targets - len(e.targets)) for e in encs],
+                                 device=dev)
+        first = (torch.gather(last, 1, first_ids) - torch.logsumexp(last, -1, keepdim=True)).reshape(-1)
         layers = [(k, v) for k, v, *_ in out.cache]
+        del out, last
+        rests = []  # per chunk: packed log-probs of the valid positions, row-major (still on the device)
+        for s in range(0, n_targets, chunk_size):
+            chunks = [e.targets[s: s + chunk_size] for e in encs]
+            inp = [[x for t in ch for x in t[:-1]] for ch in chunks]  # each target minus its last token
+            q = max(len(r) for r in inp)
+            if q == 0:
+                continue
+            nxt = torch.tensor([x for ch in chunks for t in ch for x in t[1:]], device=dev)
+            seg = torch.tensor([[j for j, t in enumerate(ch) for _ in t[1:]] + [-1] * (q - len(r))
+                                for ch, r in zip(chunks, inp)], device=dev)
+            off = torch.tensor([[i for t in ch for i in range(len(t) - 1)] + [0] * (q - len(r))
+                                for ch, r in zip(chunks, inp)], device=dev)
+            x = torch.tensor([r + [pad_id] * (q - len(r)) for r in inp], device=dev)
+            kw = dict(attention_mask=_packed_mask(mask, seg, off, model.dtype), position_ids=prefix_len[:, None] + off,
+                      cache=DynamicCache(ddp_cache_data=layers, config=model.config), use_cache=True)
+            # the valid (unpadded) positions, row-major, indexed from the host: a boolean mask would sync the device
+            valid = torch.tensor([b * q + i for b, r in enumerate(inp) for i in range(len(r))], device=dev)
+            if parts is not None:
+                hidden = parts[0](input_ids=x, **kw).last_hidden_state
+                rests.append(_chunked_logprobs(hidden.flatten(0, 1).index_select(0, valid), nxt, parts[1]))
+            else:
+                logits = model(input_ids=x, **kw).logits
+                rests.append(_chunked_logprobs(logits.flatten(0, 1).index_select(0, valid), nxt))
+            del kw
+        first = first.cpu().numpy().reshape(len(encs), n_targets)  # the batch's one transfer to the host
+        rest = torch.cat(rests).cpu().numpy() if rests else np.zeros(0, dtype=np.float32)
+    result, p = [[None] * len(e.targets) for e in encs], 0
+    for s in range(0, n_targets, chunk_size):  # unpack in the order the chunks were packed: chunk, row, target
         for b, e in enumerate(encs):
-            prefix_len = int(mask[b].sum())
-            for s in range(0, len(e.targets), chunk_size):
-                tgts = e.targets[s: s + chunk_size]
-                inp = [x for t in tgts for x in t[:-1]]  # each target minus its last token, back to back
-                nxt = [x for t in tgts for x in t[1:]]
-                rest = np.zeros(0, dtype=np.float32)
-                if inp:
-                    seg = torch.tensor([j for j, t in enumerate(tgts) for _ in t[1:]], device=dev)
-                    off = torch.tensor([i for t in tgts for i in range(len(t) - 1)], device=dev)
-                    cache = DynamicCache(ddp_cache_data=[(k[b: b + 1], v[b: b + 1]) for k, v in layers],
-                                         config=model.config)
-                    logits = model(input_ids=torch.tensor([inp], device=dev),
-                                   attention_mask=_packed_mask(mask[b], seg, off, model.dtype),
-                                   position_ids=(prefix_len + off)[None], cache=cache, use_cache=True).logits
-                    rest = _gather_logprobs(logits, torch.tensor([nxt], device=dev))[0].cpu().numpy()
-                    del cache, logits
-                p = 0
-                for j, t in enumerate(tgts):
-                    lp = [float(first[b, t[0]])] + list(rest[p: p + len(t) - 1])
-                    result[b][s + j] = np.asarray(lp, dtype=np.float32)
-                    p += len(t) - 1
+            for j, t in enumerate(e.targets[s: s + chunk_size]):
+                lp = np.concatenate([first[b, s + j: s + j + 1], rest[p: p + len(t) - 1]])
+                result[b][s + j] = lp.astype(np.float32)
+                p += len(t) - 1
     return result
 
 
@@ -199,8 +264,10 @@ class ScoreConfig:
     norm: str = "mean"             # mean | sum over a target's tokens
     system_prompt: str | None = None  # None: the template's own default (see flrlib.chat)
     max_tokens: int = 2048         # context budget; long contexts are truncated from the left
-    batch_size: int = 4            # conversations per prefix forward
+    batch_size: int = 4            # at most this many conversations per forward
     chunk_size: int = 128          # follow-ups packed per forward (128: the paper's 120 in one pass)
+    token_budget: int = 16384      # at most this many (padded) tokens per forward: rows x (prefix + packed targets)
+    stream_rows: int = 2048        # conversations encoded and scored at a time (memory does not grow with the input)
     backend: str = "engine"        # engine | naive | padded
     categories: list = field(default_factory=list)  # empty = all categories of the bank
 
@@ -213,14 +280,10 @@ class ScoreConfig:
             raise ValueError(f"norm must be 'mean' or 'sum', got {self.norm!r}")
         if self.layout not in ("base", "feedback"):
             raise ValueError(f"layout must be 'base' or 'feedback', got {self.layout!r}")
-        for name in ("max_tokens", "batch_size", "chunk_size"):
+        for name in ("max_tokens", "batch_size", "chunk_size", "token_budget", "stream_rows"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
-
-def _slug(spec: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.replace("/", "__"))[-120:]
 
 
 class TooLong(ValueError):
@@ -233,18 +296,31 @@ class TooLong(ValueError):
         self.index, self.detail, self.side = index, detail, side
         super().__init__(f"{f'row {index} ({side})' if side else f'conversation {index}'}: {detail}")
 
+    def __reduce__(self):  # sent between ranks
+        return TooLong, (self.index, self.detail, self.side)
+
 
 class Scorer:
     """Scores conversations (each ending in the response to score) with one model, bank and config.
 
-    ``cache``: a path, ``"auto"`` (``<cache_dir>/scores/<model>.jsonl``), or ``None`` (in-memory only).
+    ``cache``: a path, ``"auto"`` (``<cache_dir>/scores/<model>.jsonl``), or ``None`` (in-memory only). Rows that
+    per-rank files beside it (``<name>.rank<r>.jsonl``, from a data-parallel run) hold are reused too.
+
+    Data parallel (``data_parallel``; default: when launched with ``WORLD_SIZE`` > 1 by ``accelerate launch`` or
+    ``torchrun``): every rank calls :meth:`score` with the same conversations. Every rank encodes each window of
+    the rows that some rank lacks and cuts it into the batches one process would (so each row is computed in the
+    same batch, and the numbers are the single process's, bit for bit on identical devices); the batches are dealt
+    to the ranks in turn, each rank scores its batches into its own cache file ``<name>.rank<r>.jsonl``, and after
+    each window every rank receives the others' scores, so every rank returns the same, complete result. Only the
+    caller decides who writes result files.
 
     The identity (provenance, and so the cache keys) is computed once here, not per conversation (hashing an
     adapter folder reads all its bytes): make a new Scorer to change the model, adapter, bank or config.
     Sequences longer than the model's context length are refused with :class:`TooLong` before anything is scored.
     """
 
-    def __init__(self, loaded, bank: Bank | str | None = None, config: ScoreConfig | None = None, cache="auto"):
+    def __init__(self, loaded, bank: Bank | str | None = None, config: ScoreConfig | None = None, cache="auto",
+                 data_parallel: bool | None = None):
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.loaded = loaded
         self.config = config or ScoreConfig()
@@ -253,14 +329,27 @@ class Scorer:
         else:
             self.bank = bank if isinstance(bank, Bank) else load_bank(bank)
             self.bank = self.bank.select(self.config.categories)
+        self.rank, self.world = world() if data_parallel is not False else (0, 1)
         if cache == "auto":
-            cache = cache_dir() / "scores" / f"{_slug(loaded.spec)}.jsonl"
-        self.cache = JsonlCache(cache)
+            cache = cache_dir() / "scores" / f"{slug(loaded.spec)}.jsonl"
+        self.cache = self._open_cache(cache)
+        self._encoder = None if self.bank is None else Encoder(self.tokenizer, self.bank.texts(),
+                                                               self.config.system_prompt, self.config.max_tokens)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.context_length = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         self._provenance = self._compute_provenance()
         self._ident = {k: self._provenance.get(k) for k in ("model", "adapter_hash", "dtype", "template_hash",
                                                             "scorer", "bank_hash", "max_tokens")}
+
+    def _open_cache(self, path) -> JsonlCache:
+        if path is None:
+            return JsonlCache(None)
+        path = Path(path)
+        ranks = sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}")) if path.parent.is_dir() else []
+        if self.world == 1:
+            return JsonlCache(path, read_also=ranks)
+        mine = path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
+        return JsonlCache(mine, read_also=[path] + [p for p in ranks if p != mine])
 
     # -- provenance and keys -------------------------------------------------------------------------------
     @property
@@ -304,55 +393,120 @@ class Scorer:
             response = self._response(conversation)
             return encode(self.tokenizer, list(conversation[:-1]), "assistant", [response], c.system_prompt, c.max_tokens)
         ctx, role = flr_context(conversation, c.layout)
-        return encode(self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt, c.max_tokens)
+        return self._encoder.encode(ctx, role)
 
     # -- scoring -------------------------------------------------------------------------------------------
     def score(self, conversations: list[list[dict]], progress: bool = True, desc: str = "scoring") -> list[dict]:
-        """Score each conversation; cached rows are reused, new rows are appended to the cache as they finish."""
+        """Score each conversation; cached rows are reused, new rows are appended to the cache as they finish.
+
+        Rows are encoded, checked (:class:`TooLong`) and scored ``stream_rows`` at a time, so a too-long row stops
+        the call before its window is scored; the windows before it stay in the cache (a re-run resumes)."""
         from tqdm.auto import tqdm
 
         if self.config.scorer == "length":  # no forward pass, nothing worth caching
             n = content_tokens(self.tokenizer, [self._response(conv) for conv in conversations])
             return [{"reward": float(k), "n_tokens": k} for k in n]
         keys = [self._key(conv) for conv in conversations]
-        todo = sorted({k: i for i, k in enumerate(keys) if k not in self.cache}.values())
-        bar = tqdm(total=len(todo), desc=desc, disable=not progress or not todo, unit="conv")
+        first = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        todo = [i for k, i in first.items() if k not in self.cache]
+        if self.world > 1:  # the rows that some rank lacks, in the same order on every rank
+            missing = set().union(*all_gather({keys[i] for i in todo}))
+            todo = [i for k, i in first.items() if k in missing]
+        bar = tqdm(total=len(todo), desc=desc if self.world == 1 else f"{desc} ({self.world} ranks)", unit="conv",
+                   disable=not progress or not todo or self.rank != 0)
+        step = self.config.stream_rows
         try:  # the bar is closed on Ctrl-C too, so that a caller's last message is the last line
-            if self.config.scorer == "legacy_repo":
-                self._score_legacy(conversations, keys, todo, bar)
-            else:
-                self._score_engine(conversations, keys, todo, bar)
+            for s in range(0, len(todo), step):
+                window = todo[s: s + step]
+                if self.config.scorer == "legacy_repo":
+                    mine = self._score_legacy(conversations, keys, window, bar)
+                else:
+                    mine = self._score_engine(conversations, keys, window, bar)
+                if self.world > 1:
+                    for part in all_gather({keys[i]: self.cache.peek(keys[i]) for i in mine}):
+                        for k, v in part.items():
+                            self.cache.remember(k, v)
+                    bar.update(len(window))
         finally:
             bar.close()
         return [self._finish(self.cache.get(k)) for k in keys]
 
-    def _score_legacy(self, conversations, keys, todo, bar) -> None:
+    def _score_legacy(self, conversations, keys, todo, bar) -> list[int]:
         c = self.config
         for i in todo:  # the authors' arithmetic reads the whole conversation (never truncated)
             ctx, role = flr_context(conversations[i], c.layout)
             self._check_length(i, encode(self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt))
-        for i in todo:
+        mine = todo[self.rank:: self.world]  # one forward per follow-up: the numbers do not depend on the split
+        for i in mine:
             ctx, role = flr_context(conversations[i], c.layout)
             vals = legacy_values(self.model, self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt)
             self.cache.put(keys[i], {"values": vals})
-            bar.update(1)
+            if self.world == 1:
+                bar.update(1)
+        return mine
 
-    def _score_engine(self, conversations, keys, todo, bar) -> None:
-        encs = {i: self.encode(conversations[i]) for i in todo}
-        for i in todo:
-            self._check_length(i, encs[i])
-        order = sorted(todo, key=lambda i: len(encs[i].prefix))  # length-sorted batching across conversations
+    def _shape(self, e: Encoded) -> tuple[int, int]:
+        """``(prefix tokens, longest packed chunk)`` of a row: what a batch of it costs."""
+        c = self.config
+        packed = max(sum(len(t) - 1 for t in e.targets[s: s + c.chunk_size])
+                     for s in range(0, len(e.targets), c.chunk_size))
+        return len(e.prefix), max(packed, 1)
+
+    def _batches(self, order: list[int], shapes: dict) -> list[list[int]]:
+        """Consecutive runs of the length-sorted rows with at most ``batch_size`` rows and at most ``token_budget``
+        padded tokens per forward (rows x (longest prefix + longest packed chunk)); a row over the budget alone
+        is a batch of one."""
+        c, out, batch, width = self.config, [], [], 0
+        for i in order:
+            w = sum(shapes[i])
+            if batch and (len(batch) >= c.batch_size or (len(batch) + 1) * max(width, w) > c.token_budget):
+                out.append(batch)
+                batch, width = [], 0
+            batch.append(i)
+            width = max(width, w)
+        return out + ([batch] if batch else [])
+
+    def _score_engine(self, conversations, keys, todo, bar) -> list[int]:
+        """Score one window; returns the rows this rank scored (all of them in a single process).
+
+        Data parallel: each rank encodes and checks a strided share of the window, the ranks swap the rows' shapes
+        (and the first error, so that every rank raises it), every rank cuts the same batches and scores every
+        ``world``-th one, encoding the rows of its batches that another rank checked."""
+        share = todo[self.rank:: self.world]
+        encs, err = {}, None
+        try:
+            for i in share:
+                encs[i] = self.encode(conversations[i])
+                self._check_length(i, encs[i])
+        except (TooLong, ValueError) as e:
+            if self.world == 1:
+                raise
+            err = e if isinstance(e, (TooLong, TemplateError)) else ValueError(str(e))
+        shapes = {i: self._shape(e) for i, e in encs.items()}
+        if self.world > 1:
+            parts = all_gather((err, shapes if err is None else {}))
+            errors = [e for e, _ in parts if e is not None]
+            if errors:
+                raise min(errors, key=lambda e: getattr(e, "index", len(conversations)))
+            shapes = {i: sh for _, p in parts for i, sh in p.items()}
+        order = sorted(todo, key=lambda i: shapes[i][0])  # length-sorted batching across conversations
         fn = BACKEND_FUNCS[self.config.backend]
-        bs = self.config.batch_size
-        for s in range(0, len(order), bs):
-            batch = order[s: s + bs]
+        batches = self._batches(order, shapes)[self.rank:: self.world]
+        for batch in batches:
+            for i in batch:
+                if i not in encs:
+                    encs[i] = self.encode(conversations[i])
             lps = fn(self.model, [encs[i] for i in batch], self.pad_id, self.config.chunk_size)
             for i, row in zip(batch, lps):
-                e = encs[i]
+                e = encs.pop(i)
                 self.cache.put(keys[i], {"sum": [float(x.sum()) for x in row], "n": [len(x) for x in row],
                                          "prefix_tokens": len(e.prefix), "truncated_tokens": e.truncated_tokens,
                                          "over_budget": e.over_budget})
-            bar.update(len(batch))
+            if self.world == 1:
+                bar.update(len(batch))
+        return [i for b in batches for i in b]
 
     def _finish(self, value: dict) -> dict:
         """Turn cached per-target sums into the reported numbers (norm applied here, so it is not in the key)."""

@@ -1,14 +1,15 @@
 """Drive notebook 02's explorer in a real JupyterLab with headless Chromium (Playwright). Used by test_browser.py.
 
-Run directly for a screenshot with another model (e.g. the bundled SmolLM2)::
+Run directly for the screenshots with another model (e.g. the bundled SmolLM2)::
 
-    .venv/bin/python tests/browser_driver.py --model bundled:smollm2-135m-instruct --out outputs/browser/smollm2.png
+    .venv/bin/python tests/browser_driver.py --model bundled:smollm2-135m-instruct --out outputs/browser/smollm2
 
 What it does: copies notebook 02 into a temporary folder with its parameters overridden (as papermill would), starts
 JupyterLab there on a free localhost port (token off, its own config/runtime/settings folders, result folders in
 the temporary folder, so nothing is written into notebooks/ or results/), opens the notebook in Chromium, runs all
-cells, types a conversation and two responses into the explorer, clicks Score, waits for the result and saves a
-screenshot of the widget.
+cells, then walks the explorer as a class would (``walk``): scores the first benchmark example, changes the token
+view, edits a response, pastes an HH transcript and scores it, with a screenshot of each state (``outputs/`` is
+git-ignored).
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``) and ``pip install playwright`` (never
 ``playwright install``: the system Chromium is used through ``executable_path``).
@@ -130,24 +131,102 @@ def jupyterlab(workdir: Path, timeout: float = 60):
         log.close()
 
 
-def run_explorer(url: str, notebook: str, conversation: str, response_a: str, response_b: str, screenshot: Path,
-                 workdir: Path, run_timeout: float = 150, score_timeout: float = 120) -> dict:
-    """Open the notebook, run all cells, fill the explorer, click Score; returns the texts the widget shows."""
+class Lab:
+    """Notebook 02 open in JupyterLab in headless Chromium, all cells run: the explorer's inputs and outputs as
+    plain strings, the notebook's kernel one call away, screenshots on request."""
+
+    def __init__(self, page, shots: Path):
+        self.page, self.shots, self.t0 = page, shots, time.time()
+        self.ui = page.locator(".flr-explorer")
+
+    def log(self, step: str) -> None:
+        print(f"[browser {time.time() - self.t0:5.1f} s] {step}", file=sys.stderr, flush=True)
+
+    def kernel(self, code: str) -> str:
+        """Run ``code`` in the notebook's kernel (not in a cell); returns what it printed."""
+        return self.page.evaluate(
+            """async (code) => {
+                 const k = window.jupyterapp.shell.currentWidget.context.sessionContext.session.kernel;
+                 const f = k.requestExecute({code, store_history: false});
+                 let out = '';
+                 f.onIOPub = (m) => { if (m.header.msg_type === 'stream') out += m.content.text;
+                                      if (m.header.msg_type === 'error') out += 'ERROR ' + m.content.evalue; };
+                 await f.done; return out; }""", code)
+
+    def fill(self, conversation: str | None = None, a: str | None = None, b: str | None = None) -> None:
+        boxes = self.ui.locator("textarea")
+        for k, text in enumerate((conversation, a, b)):
+            if text is not None:
+                boxes.nth(k).fill(text)
+                boxes.nth(k).blur()
+
+    def wait_text(self, selector: str, predicate_js: str, timeout: float = 30) -> None:
+        """Wait until ``predicate_js`` (a JS expression in ``t``, the innerText of ``selector`` inside the explorer,
+        or of the explorer itself for ``.flr-explorer``) holds."""
+        css = selector if selector == ".flr-explorer" else f".flr-explorer {selector}"
+        self.page.wait_for_function(
+            f"() => {{ const e = document.querySelector({json.dumps(css)}); const t = e ? e.innerText : '';"
+            f" return {predicate_js}; }}", timeout=timeout * 1000)
+
+    def score(self, timeout: float = 120) -> dict:
+        """Click Score, wait for the result (or an error); returns :meth:`state` with ``status_seen``, the texts
+        the status line showed while scoring."""
+        self.page.evaluate(
+            """() => { const el = document.querySelector('.flr-explorer .flr-status'); window.__flrSeen = [];
+                       window.__flrObs && window.__flrObs.disconnect();
+                       window.__flrObs = new MutationObserver(() => window.__flrSeen.push(el.innerText));
+                       window.__flrObs.observe(el, {subtree: true, childList: true, characterData: true}); }""")
+        self.ui.locator(".flr-score").click()
+        self.page.wait_for_function(
+            "() => { const t = document.querySelector('.flr-explorer .flr-status').innerText;"
+            "        return t.includes('scored in') || t.includes('not scored'); }", timeout=timeout * 1000)
+        out = self.state()
+        out["status_seen"] = self.page.evaluate("() => window.__flrSeen")
+        return out
+
+    def pick_token_view(self, index: int) -> None:
+        self.ui.locator(".flr-token-picker select").select_option(index=index)
+
+    def state(self) -> dict:
+        def text(sel):
+            loc = self.ui.locator(sel)
+            return loc.first.inner_text() if loc.count() else ""
+
+        return {"widget_text": self.ui.inner_text(), "summary_text": text(".flr-explorer-summary"),
+                "error_text": text(".flr-error"), "status_text": text(".flr-status"),
+                "tokens_text": text(".flr-token-panel"), "moves_text": text(".flr-moves"),
+                "stale": self.ui.locator(".flr-results.flr-stale").count() > 0,
+                "images": self.ui.locator("img").count(),
+                "chart_width": self.ui.locator("img.flr-chart").first.evaluate("i => i.naturalWidth")
+                if self.ui.locator("img.flr-chart").count() else 0,
+                # the conversation box shows its whole text (it grew instead of hiding the last turn)
+                "box_hides": self.ui.locator(".flr-conversation-box textarea").evaluate(
+                    "t => t.scrollHeight - t.clientHeight")}
+
+    def shot(self, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.ui.screenshot(path=str(path))
+        self.log(f"screenshot {path}")
+        return path
+
+
+@contextlib.contextmanager
+def open_notebook(url: str, notebook: str, workdir: Path, shots: Path, run_timeout: float = 150,
+                  viewport: dict | None = None):
+    """Open ``notebook`` in Chromium, run all cells, wait for the explorer; yields a :class:`Lab`."""
     from playwright.sync_api import sync_playwright
 
-    ms, t0 = 1000, time.time()
-
-    def log(step: str) -> None:
-        print(f"[browser {time.time() - t0:5.1f} s] {step}", file=sys.stderr, flush=True)
-
+    ms = 1000
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
             str(workdir / ".chromium-profile"), executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 2600})
+            viewport=viewport or {"width": 1280, "height": 2400})
         page = None
         try:
-            log("chromium started")
             page = ctx.new_page()
+            lab = Lab(page, shots)
+            lab.log("chromium started")
             page.goto(f"{url}/lab/tree/{notebook}", wait_until="domcontentloaded", timeout=60 * ms)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60 * ms)
             page.wait_for_function("() => window.jupyterapp !== undefined", timeout=30 * ms)
@@ -157,7 +236,7 @@ def run_explorer(url: str, notebook: str, conversation: str, response_a: str, re
                                      && w.context.sessionContext.session.kernel;
                            return k && k.connectionStatus === 'connected' && k.status === 'idle'; }""",
                 timeout=90 * ms)
-            log("notebook open, kernel idle: running all cells")
+            lab.log("notebook open, kernel idle: running all cells")
             ok = page.evaluate(
                 """async (t) => await Promise.race([
                        window.jupyterapp.commands.execute('notebook:run-all-cells'),
@@ -167,38 +246,52 @@ def run_explorer(url: str, notebook: str, conversation: str, response_a: str, re
                 errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
                 detail = errors.last.inner_text()[-1500:] if errors.count() else "?"
                 raise AssertionError(f"a notebook cell failed: {detail}")
-            ui = page.locator(".flr-explorer")
-            ui.wait_for(state="visible", timeout=30 * ms)
-            log("all cells ran; filling the explorer")
-            boxes = ui.locator("textarea")
-            for box, text in zip((boxes.nth(0), boxes.nth(1), boxes.nth(2)), (conversation, response_a, response_b)):
-                box.fill(text)
-                box.blur()
-            ui.locator("button", has_text=re.compile(r"^\s*Score\s*$")).click()
-            log("Score clicked")
-            page.wait_for_function(
-                "() => { const t = document.querySelector('.flr-explorer').innerText;"
-                "        return t.includes('scored in') || t.includes('Error:'); }", timeout=score_timeout * ms)
-            summary = ui.locator(".flr-explorer-summary")
-            error = ui.locator(".flr-error")
-            out = {"widget_text": ui.inner_text(),
-                   "summary_text": summary.inner_text() if summary.count() else "",
-                   "error_text": error.inner_text() if error.count() else "",
-                   "plot_width": ui.locator("img").first.evaluate("img => img.naturalWidth")
-                   if ui.locator("img").count() else 0}
-            summary.scroll_into_view_if_needed() if summary.count() else None
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            ui.screenshot(path=str(screenshot))
-            out["screenshot"] = str(screenshot)
-            log(f"done: {screenshot}")
-            return out
+            lab.ui.wait_for(state="visible", timeout=30 * ms)
+            lab.ui.scroll_into_view_if_needed()
+            lab.log("all cells ran; the explorer is shown")
+            yield lab
         except Exception:
             if page is not None:  # what the page looked like when it failed
                 with contextlib.suppress(Exception):
-                    page.screenshot(path=str(screenshot.with_name(screenshot.stem + "-failed.png")))
+                    shots.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(shots / "failed.png"))
             raise
         finally:
             ctx.close()
+
+
+# a pasted HH-RLHF transcript: Human:/Assistant: turns, blank lines, ending with the assistant's reply
+HH_TRANSCRIPT = ("Human: Can you recommend a good book about the history of mathematics?\n\n"
+                 "Assistant: Sure. Do you prefer a narrative history or one with the mathematics worked out?\n\n"
+                 "Human: A narrative one, please, something a curious teenager could read.\n\n"
+                 "Assistant: Try 'Journey through Genius' by William Dunham: it tells the stories of great theorems "
+                 "and the people who proved them, one chapter each.")
+HH_REJECTED = "No."
+
+
+def walk(lab: Lab) -> dict:
+    """The classroom walk: score the first benchmark example, change the token view, edit an input, paste an HH
+    transcript and score it; a screenshot of each state. Returns each step's :meth:`Lab.state`."""
+    steps = {"before": lab.state()}
+    lab.shot("01_before_scoring")
+    steps["example"] = lab.score(timeout=600)
+    lab.shot("02_verdict_benchmark_example")
+    before = steps["example"]["tokens_text"]
+    lab.pick_token_view(3)
+    lab.wait_text(".flr-token-panel", f"t !== {json.dumps(before)} && t.length > 0")
+    steps["token_view"] = lab.state()
+    lab.ui.locator(".flr-token-panel").scroll_into_view_if_needed()
+    lab.shot("03_token_view_changed")
+    lab.fill(b=HH_REJECTED + " Really.")
+    lab.wait_text(".flr-status", "t.includes('inputs changed')")
+    steps["stale"] = lab.state()
+    lab.shot("04_stale_after_edit")
+    lab.fill(a="")  # a whole HH transcript pasted: its last reply goes into response A
+    lab.fill(conversation=HH_TRANSCRIPT, b=HH_REJECTED)
+    lab.wait_text(".flr-explorer", "t.includes('moved into response A')")
+    steps["hh"] = lab.score(timeout=600)
+    lab.shot("05_hh_transcript_scored")
+    return steps
 
 
 def numbers(text: str) -> list[float]:
@@ -210,11 +303,7 @@ def main(argv=None) -> int:  # pragma: no cover - manual screenshots
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="random:tiny-llama")
-    ap.add_argument("--out", default=str(ROOT / "outputs" / "browser" / "explorer.png"))
-    ap.add_argument("--conversation", default="User: Can you recommend a good book about the history of mathematics?")
-    ap.add_argument("--a", default="Try 'Journey through Genius' by William Dunham: it tells the stories of great "
-                                   "theorems and the people who proved them.")
-    ap.add_argument("--b", default="No.")
+    ap.add_argument("--out", default=str(ROOT / "outputs" / "browser" / "manual"), help="screenshot folder")
     a = ap.parse_args(argv)
     reason = missing()
     if reason:
@@ -222,16 +311,16 @@ def main(argv=None) -> int:  # pragma: no cover - manual screenshots
         return 2
     params = dict(TINY_PARAMS, model=a.model)
     if not a.model.startswith("random:"):
-        params.update(profile="demo", device="auto", dtype="auto")
+        params.update(profile="demo", device="auto", dtype="auto", n_pairs=6, n_legacy_pairs=0, max_examples=40)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="flr-browser-") as tmp:
         work = Path(tmp)
         nb = prepare(work, params)
-        with jupyterlab(work) as url:
-            out = run_explorer(url, nb.name, a.conversation, a.a, a.b, Path(a.out), work, run_timeout=500,
-                               score_timeout=300)
+        with jupyterlab(work) as url, open_notebook(url, nb.name, work, Path(a.out), run_timeout=900) as lab:
+            steps = walk(lab)
+    out = {k: {f: v[f] for f in ("summary_text", "status_text", "error_text", "stale")} for k, v in steps.items()}
     out["seconds"] = round(time.time() - t0, 1)
-    print(json.dumps({k: v for k, v in out.items() if k != "widget_text"}, indent=1, ensure_ascii=False))
+    print(json.dumps(out, indent=1, ensure_ascii=False))
     return 0
 
 

@@ -65,3 +65,16 @@ def convs():
         [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"},
          {"role": "assistant", "content": "4"}],
     ]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server on 127.0.0.1 and a free port, serving the bundled SmolLM2 GGUF as model
+    ``smollm2`` (tests/llama_server.py); stopped at the end of the session. Needs the ``server`` extra
+    (``pip install -e .[server]``, which `make test` installs); skipped with that reason without it."""
+    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (pip install -e .[server])")
+    from llama_server import LlamaServer
+
+    server = LlamaServer(tmp_path_factory.mktemp("llama_server") / "server.log").start()
+    yield server
+    server.stop()

@@ -44,7 +44,9 @@ def test_paper_profile_and_trl_configs():
     assert t.use_cpu and not t.bf16 and t.beta == 0.1 and t.report_to == []
     k = align.trl_config(AlignConfig(method="kto", per_device_train_batch_size=2), "/tmp/x", "cpu")
     assert type(k).__name__ == "KTOConfig" and k.per_device_train_batch_size == 2
-    lc = align.lora_config(cfg)
+    from flrlib.lora import peft_config
+
+    lc = peft_config(align.lora_settings(cfg))
     assert (lc.r, lc.lora_alpha, lc.target_modules) == (8, 16, "all-linear")
     with pytest.raises(ConfigError, match="unknown alignment settings \\['lora_rank'\\]"):
         AlignConfig.from_dict({"lora_rank": 8})
@@ -58,6 +60,7 @@ def test_paper_profile_and_trl_configs():
             paper.gradient_accumulation_steps) == (5e-6, 3.0, 1, 8)
 
 
+@pytest.mark.integration
 def test_dpo_and_kto_train_save_adapter_provenance_and_curves(tiny, tmp_path):
     pairs = _pairs(4)
     cfg = AlignConfig(method="dpo", max_steps=2, per_device_train_batch_size=1, gradient_accumulation_steps=1,
@@ -98,12 +101,28 @@ def test_dpo_and_kto_train_save_adapter_provenance_and_curves(tiny, tmp_path):
     assert len(kcurve) == 2 and all(c["loss"] is not None for c in kcurve)
 
 
+@pytest.mark.integration
 def test_entry_point_reads_the_profile_and_reports_config_errors(tmp_path, capsys):
     from flrlib.results import write_jsonl
 
     data = write_jsonl(tmp_path / "kto.jsonl", mining.kto_rows(_pairs(2)))
     # smoke's KTO block is valid; forcing a bad one through the profile is what the message is for
-    rc = align.main(["--method", "kto", "--data", str(data), "--out", str(tmp_path / "out"), "--profile", "smoke",
+    from flrlib.cli import main
+
+    rc = main(["align", "--method", "kto", "--data", str(data), "--out", str(tmp_path / "out"), "--profile", "smoke",
                      "--max-steps", "1", "--device", "cpu"])
     assert rc == 0 and (tmp_path / "out" / "adapter" / "adapter_config.json").exists()
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["method"] == "kto"
+
+
+def test_eval_summary_is_written_by_the_library(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLR_RESULTS_DIR", str(tmp_path))
+    row = {"judge": "hf", "candidate": "dpo", "baseline": "base", "n": 2, "win_rate": 50.0, "ci_low": 0.0,
+           "ci_high": 100.0}
+    rec = align.write_eval_summary("unit", [row], [{"id": 1, "winner": "dpo"}, {"id": 2, "winner": "base"}],
+                                   n_instructions=2, reference="gpt4_1106_preview", seed=0, policy_model="m")
+    on_disk = json.loads((tmp_path / "unit" / "alignment" / "eval_summary.json").read_text())
+    assert on_disk["rows"] == [row] and on_disk["provenance"]["policy_model"] == "m" == rec["provenance"]["policy_model"]
+    assert "software" in on_disk["provenance"]
+    lines = (tmp_path / "unit" / "alignment" / "eval_judgements.jsonl").read_text().splitlines()
+    assert [json.loads(x)["winner"] for x in lines] == ["dpo", "base"]

@@ -127,3 +127,17 @@ def test_two_processes_append_to_one_file(tmp_path):
 def test_a_directory_is_refused(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a directory"):
         JsonlCache(tmp_path)
+
+
+def test_read_also_is_read_only_and_skips_a_cut_line(tmp_path):
+    """Other processes' files are read, never repaired or written: their writer may still be appending."""
+    other = tmp_path / "c.rank1.jsonl"
+    other.write_text('{"key": "a", "value": 1}\n{"key": "b", "val')
+    before = other.read_bytes()
+    c = JsonlCache(tmp_path / "c.rank0.jsonl", read_also=[other, tmp_path / "missing.jsonl"])
+    assert "a" in c and "b" not in c and c.peek("a") == 1 and c.hits == 0
+    c.remember("z", 3)
+    c.put("b", 2)
+    assert other.read_bytes() == before
+    assert (tmp_path / "c.rank0.jsonl").read_text() == '{"key": "b", "value": 2}\n'  # remembered rows stay in memory
+    assert {k: c.get(k) for k in "abz"} == {"a": 1, "b": 2, "z": 3}

@@ -68,3 +68,37 @@ def test_check_messages_accepts_alternating_turns_and_names_the_caller():
         chat.flr_context(_conv(("user", "a"), ("assistant", "b"), ("assistant", "c")))
     with pytest.raises(ValueError, match=r"context\[1\]: two 'user' turns"):
         chat.encode(None, _conv(("user", "a")), "user", ["b"])  # the target's role must follow the context too
+
+
+def _reference(tok, ctx, role, targets, max_tokens):
+    return chat.Encoder(tok, targets, None, max_tokens, reuse=False).encode(ctx, role)
+
+
+@pytest.mark.parametrize("layout", ["base", "feedback"])
+def test_encoder_tokenises_targets_once_and_gives_the_reference_ids(tok, convs, layout):
+    """The Encoder checks the boundary in full once per template and layout, then tokenises each prefix once; its
+    ids equal the per-conversation full check's, truncated rows included."""
+    targets = ["That answers my question perfectly.", " Huh? ", "Thanks, that helps!"]
+    long = _conv(("user", "Hi!"), ("assistant", "Hello."), ("user", LONG_PROMPT), ("assistant", RESPONSE))
+    rows = convs + [long, _conv(("system", "Be terse."), ("user", "2+2?"), ("assistant", "4"))]
+    enc = chat.Encoder(tok, targets, None, 300)
+    for conv in rows:
+        ctx, role = chat.flr_context(conv, layout)
+        got, ref = enc.encode(ctx, role), _reference(tok, ctx, role, targets, 300)
+        assert (got.prefix, got.targets, got.truncated_tokens, got.over_budget) == \
+               (ref.prefix, ref.targets, ref.truncated_tokens, ref.over_budget)
+    assert enc.full_checks == 1
+
+
+def test_encoder_without_special_tokens_checks_every_conversation(tok):
+    saved = tok.chat_template
+    try:
+        tok.chat_template = "{% for m in messages %}{{ m['role'] }}\n{{ m['content'] }}\n{% endfor %}"
+        enc = chat.Encoder(tok, ["Good.", "Bad."])
+        for q in ("Hi", "What is up?"):
+            got = enc.encode(_conv(("user", q), ("assistant", "Fine.")), "user")
+            assert got.targets == _reference(tok, _conv(("user", q), ("assistant", "Fine.")), "user",
+                                             ["Good.", "Bad."], None).targets
+        assert enc.full_checks == 2
+    finally:
+        tok.chat_template = saved

@@ -41,6 +41,7 @@ def _loopback_port() -> int:
         pytest.fail(f"127.0.0.1 is not usable here ({e}): torchrun needs the loopback interface up", pytrace=False)
 
 
+@pytest.mark.integration
 def test_score_shards_across_processes_with_accelerate(tmp_path, data_ready):
     """2 CPU processes (torchrun; on GPUs `accelerate launch --multi_gpu` starts the same ranks): accelerate's
     PartialState gives each rank a strided slice, rank 0 merges the parts in input order."""
@@ -172,6 +173,7 @@ def test_truncation_is_reported_and_too_long_rows_are_refused(tmp_path, data_rea
     assert "in2.jsonl:2: row 'huge':" in err and "context length 4096 (max_position_embeddings)" in err
 
 
+@pytest.mark.integration
 def test_ctrl_c_says_what_was_saved_and_resumes(tmp_path, data_ready):
     """A real SIGINT during scoring: one line (rows saved, how to resume), exit 130; the re-run completes."""
     import signal

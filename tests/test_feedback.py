@@ -1,11 +1,12 @@
 """Issue 5: rewriters, the no-eval-leak rule, the training format and its label masks, LoRA SFT and FT-FLR."""
 import json
-import urllib.error
 
 import numpy as np
 import pytest
 
+from flrlib import data as D
 from flrlib import feedback as fb
+from flrlib import paired
 from flrlib import rewrite as rw
 from flrlib.chat import FEEDBACK_REQUEST, flr_context, render
 
@@ -51,40 +52,6 @@ def test_rule_rewriter_keeps_polarity_and_gist_without_copying():
     assert rw.polarity("Excellent, accurate, clear and thorough answer.") == "positive"
     assert rw.polarity("It lacks detail, is vague and fails to answer; not helpful.") == "negative"
     assert rw.polarity("whatever", 8, (1, 10)) == "positive" and rw.polarity("whatever", 4, (1, 10)) == "negative"
-
-
-def test_openai_rewriter_with_a_stub_transport(monkeypatch):
-    monkeypatch.setenv("FLR_REWRITE_BASE_URL", "http://stub.local/v1/")
-    monkeypatch.setenv("FLR_REWRITE_MODEL", "stub-model")
-    monkeypatch.setenv("FLR_REWRITE_API_KEY", "k-123")
-    monkeypatch.setattr(rw.time, "sleep", lambda s: None)
-    calls = []
-
-    def transport(url, headers, body, timeout):
-        calls.append((url, headers, body))
-        if len(calls) == 1:  # a transient error is retried
-            raise urllib.error.HTTPError(url, 503, "busy", {}, None)
-        return {"choices": [{"message": {"content": '  User: "Thanks, that is clear and practical!"  '}}]}
-
-    r = rw.OpenAIRewriter(transport=transport)
-    assert r(triple()) == "Thanks, that is clear and practical!"
-    url, headers, body = calls[-1]
-    assert url == "http://stub.local/v1/chat/completions" and headers["Authorization"] == "Bearer k-123"
-    assert body["model"] == "stub-model" and body["temperature"] == 0.0
-    assert CRIT_POS in body["messages"][-1]["content"] and "How do I boil an egg?" in body["messages"][-1]["content"]
-    assert len(calls) == 2
-    bad = rw.OpenAIRewriter(transport=lambda *a: {"error": "nope"})
-    with pytest.raises(rw.RewriterUnavailable, match="unexpected reply"):
-        bad(triple())
-    def refuse(url, *a):
-        raise urllib.error.HTTPError(url, 401, "no", {}, None)
-
-    denied = rw.OpenAIRewriter(transport=refuse)
-    with pytest.raises(rw.RewriterUnavailable, match="HTTP 401"):
-        denied(triple())
-    monkeypatch.delenv("FLR_REWRITE_MODEL")
-    with pytest.raises(rw.RewriterUnavailable, match="FLR_REWRITE_MODEL"):
-        rw.OpenAIRewriter(transport=transport)
 
 
 def test_hf_rewriter_runs_on_a_local_model(tiny, monkeypatch):
@@ -161,19 +128,19 @@ def test_ultrafeedback_rows_to_triples():
                          {"model": "c", "response": "11", "critique": "", "overall_score": 8}]},
         {"source": "sharegpt", "instruction": "Hi", "completions": []},
     ]
-    ts = fb.ultrafeedback_triples(rows)
+    ts = D.ultrafeedback_triples(rows)
     assert [t["id"] for t in ts] == ["uf0:0", "uf0:1"]  # the completion without a critique gives no triple
     assert ts[1] == {"id": "uf0:1", "prompt": "Name a prime.",
                      "messages": [{"role": "user", "content": "Name a prime."}],
                      "response": "8", "critique": "Wrong: 8 is not prime.", "score": 2.0, "score_scale": [1, 10],
                      "source": "ultrafeedback/evol_instruct", "model": "b"}
-    assert len(fb.ultrafeedback_triples(rows, max_examples=1, seed=3)) == 1
+    assert len(D.ultrafeedback_triples(rows, max_examples=1, seed=3)) == 1
     with pytest.raises(ValueError, match="row 1: field 'instruction'"):
-        fb.ultrafeedback_triples([rows[0], {"instruction": None, "completions": []}])
+        D.ultrafeedback_triples([rows[0], {"instruction": None, "completions": []}])
 
 
 def test_prometheus_vicuna_triples(data_ready):
-    ts = fb.prometheus_triples("vicuna", per_response=2, max_examples=5, seed=1)
+    ts = D.prometheus_triples("vicuna", per_response=2, max_examples=5, seed=1)
     assert len(ts) == 10 and len({t["id"] for t in ts}) == 10
     t = ts[0]
     assert t["critique"] and t["response"] and t["prompt"] == t["messages"][-1]["content"]
@@ -186,22 +153,22 @@ def test_eval_leak_is_refused_or_dropped(data_ready):
     mt = load_prometheus("mt_bench")[0]["messages"][-1]["content"]
     bench = [{"id": "b1", "messages": [{"role": "user", "content": "What is 2+2?"}], "chosen": "4", "rejected": "5"}]
     rows = [triple(0), triple(1, prompt="  what is 2+2?\n"), triple(2, prompt=mt)]
-    with pytest.raises(fb.EvalLeak, match=r"'t1'.*'prompt'.*'my_bench'"):
-        fb.guard_eval_leak(rows, {"my_bench": bench})
-    kept, rep = fb.guard_eval_leak(rows, {"my_bench": bench}, policy="drop")
+    with pytest.raises(D.EvalLeak, match=r"'t1'.*'prompt'.*'my_bench'"):
+        D.guard_eval_leak(rows, {"my_bench": bench})
+    kept, rep = D.guard_eval_leak(rows, {"my_bench": bench}, policy="drop")
     assert [k["id"] for k in kept] == ["t0"]
     assert rep["dropped"] == 2
     assert {d["eval_set"] for d in rep["dropped_rows"]} == {"my_bench", "prometheus_mt_bench (all rows)"}
     # the whole Prometheus MT-Bench set is always an evaluation set, even when the caller names none or a subset
-    with pytest.raises(fb.EvalLeak, match="prometheus_mt_bench"):
-        fb.guard_eval_leak([triple(2, prompt=mt)], {})
-    with pytest.raises(fb.EvalLeak, match="prometheus_mt_bench"):
-        fb.guard_eval_leak([triple(2, prompt=mt)], {"prometheus_mt_bench": []})
+    with pytest.raises(D.EvalLeak, match="prometheus_mt_bench"):
+        D.guard_eval_leak([triple(2, prompt=mt)], {})
+    with pytest.raises(D.EvalLeak, match="prometheus_mt_bench"):
+        D.guard_eval_leak([triple(2, prompt=mt)], {"prometheus_mt_bench": []})
     # a real overlap: two Vicuna-bench questions are also MT-Bench questions
-    vic, vrep = fb.guard_eval_leak(fb.prometheus_triples("vicuna"), {}, policy="drop")
+    vic, vrep = D.guard_eval_leak(D.prometheus_triples("vicuna"), {}, policy="drop")
     assert vrep["dropped"] == 8 and len(vic) == 312
     # and training data cannot be built around the check
-    with pytest.raises(fb.EvalLeak):
+    with pytest.raises(D.EvalLeak):
         fb.build_sft_data([{**triple(2, prompt=mt), "followup": "Thanks!"}], None, {})
     with pytest.raises(TypeError, match="build_sft_data"):
         fb.train_adapter([{"input_ids": [1], "labels": [1]}], "random:tiny-llama")
@@ -325,7 +292,30 @@ def test_train_adapter_and_ft_flr(tiny, data_ready, tmp_path):
     settings = fb.TrainSettings(max_steps=2, grad_accum=1, learning_rate=5e-2, warmup_ratio=0.0)
     res = fb.train_adapter(data, "random:tiny-llama", train=settings, seed=1, device="cpu", dtype="float32",
                            out_root=tmp_path)
-    prov = json.loads((tmp_path / res.adapter.split("/")[-1] / "provenance.json").read_text())
+    from pathlib import Path
+
+    run = Path(res.adapter).parent  # the one layout of flrlib.lora: <run>/adapter, provenance.json, log_history.json
+    assert run.parent == tmp_path and (run / "adapter" / "adapter_config.json").exists()
+    prov = json.loads((run / "provenance.json").read_text())
+    assert json.loads((run / "log_history.json").read_text())["log_history"] == res.log_history
+    assert prov["adapter_hash"] == load_model(res.adapter, device="cpu").provenance["adapter_hash"]
+    # notebook 04's records are written by the library, with provenance
+    import os
+
+    os.environ["FLR_RESULTS_DIR"] = str(tmp_path / "results")
+    try:
+        log = fb.write_train_log("unit", res)
+        fb.write_training_data("unit", data, rewriter="rule", triples_source="toy")
+        fb.write_rewrites("unit", rows, [{"id": "x", "reason": "empty"}], rewriter="rule")
+    finally:
+        del os.environ["FLR_RESULTS_DIR"]
+    area = tmp_path / "results" / "unit" / "feedback"
+    assert json.loads((area / "train_log.json").read_text())["loss_curve"] == log["loss_curve"] != []
+    td = json.loads((area / "training_data.json").read_text())
+    assert td["data_hash"] == data.hash and td["provenance"]["rewriter"] == "rule" and "software" in td["provenance"]
+    rw_lines = (area / "rewrites.jsonl").read_text().splitlines()
+    assert len(rw_lines) == 4 and json.loads(rw_lines[-1])["status"] == "rejected"
+    assert json.loads((area / "rewrites.json").read_text())["reasons"] == {"empty": 1}
     assert prov["base_model"] == "random:tiny-llama" and prov["data_hash"] == data.hash and prov["seed"] == 1
     assert prov["lora"] == {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
     assert prov["layout"] == "feedback" and prov["global_steps"] == 2
@@ -352,44 +342,6 @@ def test_train_adapter_and_ft_flr(tiny, data_ready, tmp_path):
         fb.ft_flr_scorer("random:tiny-llama", res.adapter, layout="base")
 
 
-def test_compare_reads_result_files_and_pairs_rows(tmp_path, monkeypatch):
-    from flrlib.benchmarks import result_path
-    from flrlib.results import write_json, write_jsonl
-
-    monkeypatch.setenv("FLR_RESULTS_DIR", str(tmp_path))
-    correct = {"ft_flr": [1, 1, 0, 1], "flr": [1, 0, 0, 0], "direct": [0, 0, 1, 0.5]}
-    rewards = {"ft_flr": [3.0, 2.0, 1.0, 0.5], "flr": [1.0, 2.0, 3.0, 0.0], "direct": [0.1, 0.3, 0.2, 0.4]}
-    target = [5.0, 4.0, 2.0, 1.0]
-    for t in correct:
-        prov = {"adapter_hash": "abc" if t == "ft_flr" else None}
-        p = result_path("unit", "pw", t, "m")
-        write_json(p, {"kind": "pairwise", "metric": "accuracy", "value": float(np.mean(correct[t])), "ci_low": 0,
-                       "ci_high": 1, "n": 4, "provenance": prov})
-        write_jsonl(p.with_suffix(".jsonl"), [{"id": f"r{i}", "correct": c} for i, c in enumerate(correct[t])][::-1])
-        p = result_path("unit", "rt", t, "m")
-        write_json(p, {"kind": "rating", "metric": "pearson", "value": float(np.corrcoef(rewards[t], target)[0, 1]),
-                       "ci_low": -1, "ci_high": 1, "n": 4, "provenance": prov})
-        write_jsonl(p.with_suffix(".jsonl"), [{"id": f"r{i}", "score": s, "reward": r}
-                                              for i, (r, s) in enumerate(zip(rewards[t], target))])
-    out = fb.compare("unit", "pw", "m", n_boot=200)
-    d = {(x["a"], x["b"]): x for x in out["differences"]}
-    assert d[("ft_flr", "flr")]["diff"] == pytest.approx(0.5) and d[("flr", "direct")]["diff"] == pytest.approx(-0.125)
-    assert d[("ft_flr", "flr")]["a_only"] == 2 and d[("ft_flr", "flr")]["b_only"] == 0
-    assert out["scores"][0]["adapter_hash"] == "abc"
-    r = {(x["a"], x["b"]): x for x in fb.compare("unit", "rt", "m", n_boot=200)["differences"]}
-    want = np.corrcoef(rewards["ft_flr"], target)[0, 1] - np.corrcoef(rewards["flr"], target)[0, 1]
-    assert r[("ft_flr", "flr")]["diff"] == pytest.approx(want)
-    pooled = fb.compare_pooled("unit", ["pw", "pw"], "m", n_boot=200)  # the same 4 pairs twice: 8 pairs
-    assert pooled["scores"][0]["n"] == 8 and pooled["differences"][0]["diff"] == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="pairwise benchmarks only"):
-        fb.compare_pooled("unit", ["pw", "rt"], "m")
-    sub = fb.compare("unit", "pw", "m", ids=["r0", "r1"], n_boot=200)  # a subset of the rows: values recomputed
-    assert [s["value"] for s in sub["scores"]] == [1.0, 0.5, 0.0] and sub["differences"][0]["n"] == 2
-    write_jsonl(result_path("unit", "pw", "flr", "m").with_suffix(".jsonl"), [{"id": "r0", "correct": 1}])
-    with pytest.raises(ValueError, match="'flr' lack 3 of the 4"):
-        fb.compare("unit", "pw", "m")
-
-
 def test_score_or_reuse_keeps_a_covering_result_file(tiny, tmp_path, monkeypatch):
     from flrlib.scoring import ScoreConfig, Scorer
 
@@ -409,10 +361,10 @@ def test_score_or_reuse_keeps_a_covering_result_file(tiny, tmp_path, monkeypatch
 
 
 def test_eval_subsets_follow_notebook_03s_sizes(data_ready):
-    sets, reports = fb.eval_subsets(["hh_helpful_base", "prometheus_mt_bench"], 3, rating_examples=2, seed=0)
+    sets, reports = D.eval_subsets(["hh_helpful_base", "prometheus_mt_bench"], 3, rating_examples=2, seed=0)
     assert len(sets["hh_helpful_base"]) == 3 and len(sets["prometheus_mt_bench"]) == 2
     from flrlib.data import load_benchmark
 
     assert sets["hh_helpful_base"] == load_benchmark("hh_helpful_base", max_examples=3, seed=0)[0]
     with pytest.raises(ValueError, match="not 'system'"):
-        fb.eval_subsets(["alpaca_eval_system"], 1)
+        D.eval_subsets(["alpaca_eval_system"], 1)

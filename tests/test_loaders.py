@@ -372,3 +372,43 @@ def test_nectar_transcripts_must_alternate():
         {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
     with pytest.raises(ValueError, match=r"n field 'prompt' turns\[1\]: two 'user' turns in a row"):
         _nectar_messages("\n\nHuman: a\n\nHuman: c\n\nAssistant:", "n")
+
+
+def test_overview_record_of_notebook_01(data_ready, tmp_path, monkeypatch):
+    """Notebook 01's Table-2 record is written by the library, with provenance; a missing file is listed."""
+    import json
+
+    from flrlib import data
+
+    monkeypatch.setenv("FLR_RESULTS_DIR", str(tmp_path))
+    missing = tmp_path / "nope.jsonl"
+    rows, loaded, unavailable = data.overview(["hh_helpful_base", "prometheus_mt_bench"], max_examples=5, seed=0)
+    assert [r["benchmark"] for r in rows] == ["hh_helpful_base", "prometheus_mt_bench"]
+    assert rows[0]["rows_used"] == 5 and len(loaded["hh_helpful_base"]) == 5 and not unavailable
+    path = data.write_overview("unit", rows, {str(missing): "gone"}, [{"model": "x", "arena_elo": 1.0}], max_examples=5)
+    rec = json.loads(path.read_text())
+    assert rec["rows"][0]["benchmark"] == "hh_helpful_base" and rec["unavailable"] == {str(missing): "gone"}
+    assert rec["provenance"]["max_examples"] == 5 and "software" in rec["provenance"]
+
+
+def test_every_seeded_subset_nests(data_ready):
+    """One subset rule everywhere: a smaller subset of prompts, triples or benchmark rows lies inside a larger one."""
+    from flrlib import data
+    from flrlib.data.subsets import select_indices
+
+    for draw in (lambda n: data.alpaca_eval_prompts(n, seed=3), lambda n: data.ultrafeedback_prompts(n, seed=3),
+                 lambda n: data.prometheus_triples("vicuna", max_examples=n, seed=3),
+                 lambda n: data.load_benchmark("hh_helpful_base", max_examples=n, seed=3)[0]):
+        small, large = {r["id"] for r in draw(5)}, {r["id"] for r in draw(20)}
+        assert len(small) == 5 and len(large) == 20 and small < large
+    assert set(select_indices(1000, 7, 1, "nectar-")) < set(select_indices(1000, 70, 1, "nectar-"))
+    assert select_indices(10, None) == list(range(10))
+
+
+def test_system_targets_follow_the_benchmark(data_ready):
+    from flrlib import data
+
+    elo, lc = data.system_targets("alpaca_eval_system")
+    assert len(elo) == 17 and set(elo) <= set(lc) | set(elo) and lc
+    wb_elo, wb_lc = data.system_targets("wildbench_v2_system")
+    assert len(wb_elo) == 30 and wb_lc == {}  # WildBench's 30 systems have an Arena ELO, no AlpacaEval LC win rate

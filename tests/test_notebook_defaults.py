@@ -5,7 +5,8 @@ import ast
 import papermill as pm
 import pytest
 
-from flrlib.reproduce import load_profile, notebook_parameters, notebooks
+from flrlib.profiles import load_profile, notebook_parameters
+from flrlib.reproduce import notebooks
 
 # Parameters the headless runner sets on purpose to something a person at the notebook would not want.
 RUNNER_ONLY = {("02_flr_scoring", "interactive"), ("07_tables_figures", "update_readme")}

@@ -36,4 +36,4 @@ def test_readme_results_block_matches_demo_result_files(monkeypatch):
     expected = reporting.summary_markdown("demo")
     assert "run notebook" not in expected  # every table of the block was built from result files
     assert block.strip() == expected.strip()
-    assert "LC win rate % (minimal GLM)" in block and "length_controlled_minimal" in block
+    assert "LC win rate %" in block and "| LC GLM" in block and "length_controlled_minimal" in block

@@ -1,7 +1,8 @@
 """The papermill runner's state: a notebook counts as done only after it finished (Ctrl-C, errors, edited outputs).
 
 Tiny throwaway notebooks in a temporary folder, never the real ones. The interruption is a real SIGINT sent to the
-process group of a real ``python -m flrlib.reproduce`` subprocess, as Ctrl-C in a terminal does.
+process group of a real ``python -m flrlib.cli reproduce`` (``flr reproduce``) subprocess, as Ctrl-C in a terminal
+does. Data parallel: the runner under ``torchrun`` with 2 CPU processes (gloo) against one process.
 """
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 import time
 
 import nbformat
+import pytest
 
 from flrlib import reproduce
 
@@ -43,6 +45,7 @@ def _statuses(report):
     return {r["notebook"]: r["status"] for r in report}
 
 
+@pytest.mark.integration
 def test_interrupted_force_run_is_not_taken_as_done(tmp_path):
     """The issue's sequence: a full run, then ``--force`` stopped by Ctrl-C inside 01, then a plain run: 01 and
     everything after it run again (before the fix: rc 0 and all skipped, the old fingerprint still in the state)."""
@@ -54,7 +57,7 @@ def test_interrupted_force_run_is_not_taken_as_done(tmp_path):
     mark, hold = tmp_path / "in_cell", tmp_path / "hold"
     hold.touch()
     env = {**os.environ, "FLR_TEST_MARK": str(mark), "FLR_TEST_HOLD": str(hold)}
-    proc = subprocess.Popen([sys.executable, "-m", "flrlib.reproduce", "--profile", prof, "--force",
+    proc = subprocess.Popen([sys.executable, "-m", "flrlib.cli", "reproduce", "--profile", prof, "--force",
                              "--out-dir", str(out), "--notebooks-dir", str(nbs)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -81,6 +84,7 @@ def test_interrupted_force_run_is_not_taken_as_done(tmp_path):
     assert set(json.loads((out / ".state.json").read_text())) == {"00_first", "01_hold", "02_last"}
 
 
+@pytest.mark.integration
 def test_an_incomplete_executed_notebook_is_run_again(tmp_path, capsys):
     """Same fingerprint in the state, but the executed copy shows an error or a cell that never ran: not done."""
     nbs, out = tmp_path / "nbs", tmp_path / "out"
@@ -142,3 +146,54 @@ def test_an_unreadable_state_file_means_run_everything(tmp_path, capsys):
     assert _statuses(reproduce.run(_profile(tmp_path), out_dir=out, notebooks_dir=nbs)) == {"00_a": "ran"}
     assert ".state.json:1: not valid JSON" in capsys.readouterr().err
     assert set(json.loads((out / ".state.json").read_text())) == {"00_a"}
+
+
+DP_PREP = """from flrlib.results import area, write_json
+convs = [[{"role": "user", "content": f"Question {i}: what is {i} + {i}?"},
+          {"role": "assistant", "content": f"It is {2 * i}." + " Really." * i}] for i in range(7)]
+write_json(area(profile, "dp") / "convs.json", {"convs": convs})"""
+DP_SCORE = """import os
+from flrlib import models
+from flrlib.followups import make_bank
+from flrlib.results import area, read_json, write_jsonl
+from flrlib.scoring import ScoreConfig, Scorer
+bank = make_bank({"c": {"positive": ["Thanks, that helps!", "Great."], "negative": ["Huh?", "That is wrong."]}},
+                 name="t")
+sc = Scorer(models.load_model(models.TINY, dtype="float32", device="cpu"), bank, ScoreConfig(batch_size=2),
+            cache=os.environ["FLR_TEST_CACHE"])
+res = sc.score(read_json(area(profile, "dp") / "convs.json")["convs"], progress=False)
+write_jsonl(area(profile, "dp") / "scores.jsonl", [{**r, "provenance": sc.provenance} for r in res])"""
+
+
+@pytest.mark.notebook
+def test_data_parallel_run_writes_the_single_process_files(tmp_path, monkeypatch):
+    """``torchrun --nproc-per-node 2 -m flrlib.cli reproduce``: the prep notebook runs on rank 0 alone, the scoring one
+    on both ranks (each scores its share into its own cache file, then both hold every score); the result files are
+    byte for byte those of one process, and rank 1's scratch copy says the same."""
+    import socket
+
+    nbs = tmp_path / "nbs"
+    _notebooks(nbs, {"00_prep": [DP_PREP], "01_score": [DP_SCORE]})
+    prof = tmp_path / "p.yaml"
+    prof.write_text("name: dp\ncommon: {}\nnotebooks: {}\nparallel: [01_score]\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "FLR_RESULTS_DIR": str(tmp_path / "res2"), "FLR_TEST_CACHE": str(tmp_path / "c2" / "s.jsonl")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                           "127.0.0.1", "--master-port", str(port), "-m", "flrlib.cli", "reproduce", "--profile",
+                           str(prof), "--out-dir", str(tmp_path / "out2"), "--notebooks-dir", str(nbs)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.setenv("FLR_RESULTS_DIR", str(tmp_path / "res1"))
+    monkeypatch.setenv("FLR_TEST_CACHE", str(tmp_path / "c1" / "s.jsonl"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as torchrun sets it: CPU sums split across threads round differently
+    assert set(_statuses(reproduce.run(str(prof), out_dir=tmp_path / "out1", notebooks_dir=nbs)).values()) == {"ran"}
+
+    single = (tmp_path / "res1" / "dp" / "dp" / "scores.jsonl").read_bytes()
+    assert (tmp_path / "res2" / "dp" / "dp" / "scores.jsonl").read_bytes() == single
+    assert (tmp_path / "out2" / "rank1" / "results" / "dp" / "dp" / "scores.jsonl").read_bytes() == single
+    assert not (tmp_path / "out2" / "rank1" / "00_prep.ipynb").exists()  # rank 0 alone ran the prep notebook
+    shares = [len((tmp_path / "c2" / f"s.rank{r}.jsonl").read_text().splitlines()) for r in (0, 1)]
+    assert sorted(shares) == [3, 4] and len(single.splitlines()) == 7  # batches of 2 dealt in turn: 2+2, 2+1
+    assert json.loads((tmp_path / "out2" / ".state.json").read_text()).keys() == {"00_prep", "01_score"}

@@ -270,3 +270,87 @@ def test_sequences_longer_than_the_model_are_refused(tiny, small_bank, convs):
 def test_sizes_must_be_positive_integers(field, value):
     with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
         ScoreConfig(**{field: value})
+
+
+def test_batch_shape_stream_window_and_logit_path_do_not_change_scores(tiny, small_bank, convs, monkeypatch):
+    """Batches cut by the token budget, windows of one row, the logsumexp chunked to a few tokens and the full-logits
+    path (models without a plain LM head) all give the oracle's numbers."""
+    import flrlib.scoring as scoring
+
+    ref = Scorer(tiny, small_bank, ScoreConfig(), cache=None)
+    oracle = naive_logprobs(tiny.model, [ref.encode(c) for c in convs])
+    want = [[float(x.mean()) for x in row] for row in oracle]
+    small = Scorer(tiny, small_bank, ScoreConfig(token_budget=64, stream_rows=1, chunk_size=3), cache=None)
+    shapes = {i: small._shape(small.encode(c)) for i, c in enumerate(convs)}
+    assert [len(b) for b in small._batches([0, 1, 2], shapes)] == [1, 1, 1]
+    assert [len(b) for b in ref._batches([0, 1, 2], shapes)] == [3]
+    monkeypatch.setattr(scoring, "_LOGIT_ELEMS", 3 * tiny.model.config.vocab_size)  # 3 tokens per logsumexp chunk
+    for sc in (ref, small):
+        got = [r["followups"] for r in sc.score(convs, progress=False)]
+        assert np.abs(np.array(got) - np.array(want)).max() <= 1e-4
+    monkeypatch.setattr(scoring, "_PLAIN_HEAD", ())
+    assert scoring._decoder_and_head(tiny.model) is None
+    encs = [ref.encode(c) for c in convs]
+    assert _max_diff(engine_logprobs(tiny.model, encs, ref.pad_id, 5), oracle) <= 1e-4
+
+
+def test_per_rank_cache_files_are_read_back(tiny, small_bank, convs, tmp_path):
+    """A single process reuses what the ranks of a data-parallel run wrote to <name>.rank<r>.jsonl."""
+    path = tmp_path / "scores.jsonl"
+    first = Scorer(tiny, small_bank, ScoreConfig(), cache=tmp_path / "scores.rank1.jsonl").score(convs, progress=False)
+    sc = Scorer(tiny, small_bank, ScoreConfig(), cache=path)
+    assert len(sc.cache) == 3 and not path.exists()
+    assert [r["reward"] for r in sc.score(convs, progress=False)] == [r["reward"] for r in first]
+    assert sc.cache.written == 0
+
+
+def _rank_main(rank, port, folder, convs, bank, q):
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    import torch
+
+    from flrlib import models
+
+    torch.set_num_threads(1)
+    sc = Scorer(models.load_model(models.TINY, dtype="float32", device="cpu"), bank, ScoreConfig(batch_size=2),
+                cache=folder / "s.jsonl")
+    out = {"res": sc.score(convs, progress=False), "written": sc.cache.written}
+    long = [{"role": "user", "content": "Tell me."}, {"role": "assistant", "content": "word " * 5000}]
+    try:
+        sc.score(convs[:3] + [long], progress=False)
+    except ValueError as e:
+        out["error"] = f"{type(e).__name__}: {e}"
+    q.put((rank, out))
+
+
+@pytest.mark.integration
+def test_data_parallel_scorer_gives_every_rank_the_single_process_numbers(tiny, small_bank, convs, tmp_path):
+    """2 CPU processes (gloo): the batches are dealt to the ranks, each writes its own cache file, both return the
+    single process's results bit for bit, and a too-long row is raised on every rank (no rank waits forever)."""
+    import multiprocessing as mp
+    import socket
+
+    rows = convs + [[{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": "A." * i}]
+                    for i in range(1, 5)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_rank_main, args=(r, port, tmp_path, rows, small_bank, q)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    got = dict(q.get(timeout=300) for _ in procs)
+    for p in procs:
+        p.join(60)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the ranks: CPU sums split across threads round differently
+    try:
+        single = Scorer(tiny, small_bank, ScoreConfig(batch_size=2), cache=None).score(rows, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert got[0]["res"] == got[1]["res"] == single
+    assert sorted([got[0]["written"], got[1]["written"]]) == [3, 4]  # batches of 2: 2 + 2 and 2 + 1
+    assert len((tmp_path / "s.rank0.jsonl").read_text().splitlines()) == got[0]["written"]
+    assert got[0]["error"] == got[1]["error"] and got[0]["error"].startswith("TooLong: conversation 3:")

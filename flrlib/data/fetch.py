@@ -9,9 +9,7 @@ from __future__ import annotations
 import ast
 import gzip
 import json
-import os
 import re
-import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,10 +158,7 @@ def fetch(dest: str | Path | None = None, mirror: str | Path | None = None, onli
             report["present"] += 1
             continue
         if (mirror / src.path).exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            shutil.copyfile(mirror / src.path, tmp)
-            os.replace(tmp, target)
+            atomic_write(target, (mirror / src.path).read_bytes())  # nothing half-copied on interrupt
             report["copied"] += 1
             continue
         if online:
@@ -175,7 +170,7 @@ def fetch(dest: str | Path | None = None, mirror: str | Path | None = None, onli
                 errors.append(f"{src.path}: {type(e).__name__}: {e}")
         report["missing"].append(src.path)
     if (mirror / "SOURCES.md").exists() and not (dest / "SOURCES.md").exists():
-        shutil.copyfile(mirror / "SOURCES.md", dest / "SOURCES.md")
+        atomic_write(dest / "SOURCES.md", (mirror / "SOURCES.md").read_bytes())
     if verbose:
         print(f"data folder {dest}: {report['copied']} copied from {mirror}, {report['downloaded']} downloaded, "
               f"{report['present']} already present, {len(report['missing'])} missing")

@@ -8,27 +8,23 @@
 
 Mining and evaluation prompts must be disjoint; :func:`check_disjoint` raises when they are not (the evaluation
 code calls it on the prompts the pairs were mined from). Prompts are compared after :func:`normalise` (case and
-whitespace folded). Seeded subsets (``max_examples``, ``seed``) are the same on every machine.
+whitespace folded). Seeded subsets (``max_examples``, ``seed``) are :mod:`flrlib.data.subsets`' (nested, the same on
+every machine).
 """
 from __future__ import annotations
 
-import gzip
-import json
-import random
 import re
 import warnings
 
 from .. import net
+from ..files import numbered_jsonl
 from ..messages import check_messages
 from .fetch import DataMissing, require
+from .overlap import check_disjoint, normalise  # noqa: F401 - the one overlap check, re-exported
+from .subsets import select_indices, select_subset
 
 NECTAR = "berkeley-nest/Nectar"
 AE_REFERENCE = "gpt4_1106_preview"  # AlpacaEval 2's reference model
-
-
-def normalise(text: str) -> str:
-    """Text used to compare prompts across sources: lower case, runs of whitespace folded, stripped."""
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def prompt_text(record: dict) -> str:
@@ -39,28 +35,16 @@ def prompt_text(record: dict) -> str:
     return users[-1]
 
 
-def subset(records: list[dict], max_examples: int | None, seed: int = 0) -> list[dict]:
-    """A seeded subset (original order kept); all records when ``max_examples`` is None or large enough."""
-    if max_examples is None or max_examples >= len(records):
-        return list(records)
-    keep = sorted(random.Random(seed).sample(range(len(records)), int(max_examples)))
-    return [records[i] for i in keep]
-
-
 def ultrafeedback_prompts(max_examples: int | None = None, seed: int = 0) -> list[dict]:
     """The 1,000 training prompts of the UltraFeedback subset (``ultrafeedback/train_clean.jsonl.gz``)."""
     path = require("ultrafeedback/train_clean.jsonl.gz")
     rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-                raise ValueError(f"{path}:{n}: field 'prompt' must be a non-empty string")
-            rows.append({"id": f"uf-train-{row.get('source_index', n - 1)}",
-                         "messages": [{"role": "user", "content": row["prompt"]}]})
-    return subset(rows, max_examples, seed)
+    for n, row in numbered_jsonl(path):
+        if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            raise ValueError(f"{path}:{n}: field 'prompt' must be a non-empty string")
+        rows.append({"id": f"uf-train-{row.get('source_index', n - 1)}",
+                     "messages": [{"role": "user", "content": row["prompt"]}]})
+    return select_subset(rows, max_examples, seed)
 
 
 def _nectar_messages(text: str, where: str) -> list[dict]:
@@ -90,9 +74,7 @@ def nectar_prompts(max_examples: int | None = None, seed: int = 0, single_turn: 
     except Exception as e:  # noqa: BLE001 - any Hub/network failure becomes one clear message
         raise DataMissing(f"could not load Nectar ({NECTAR}) from the Hub: {type(e).__name__}: {e}; "
                           "use source='ultrafeedback' offline.") from None
-    idx = list(range(len(ds)))
-    if max_examples is not None and max_examples < len(idx):
-        idx = sorted(random.Random(seed).sample(idx, int(max_examples)))
+    idx = select_indices(len(ds), max_examples, seed, prefix="nectar-")
     out, bad = [], []
     for i in idx:
         try:
@@ -119,21 +101,12 @@ def alpaca_eval_prompts(max_examples: int | None = None, seed: int = 0) -> list[
     ref = load_alpaca_eval_outputs(AE_REFERENCE)
     rows = [{"id": r["id"], "messages": [{"role": "user", "content": r["instruction"]}], "instruction": r["instruction"],
              "reference": r["output"], "dataset": r.get("dataset")} for r in ref]
-    return subset(rows, max_examples, seed)
+    return select_subset(rows, max_examples, seed)
 
 
 def evaluation_instructions() -> set[str]:
     """Normalised texts of every evaluation prompt (AlpacaEval's 805 instructions)."""
     return {normalise(r["instruction"]) for r in alpaca_eval_prompts()}
-
-
-def check_disjoint(train: list[dict], held_out: list[dict]) -> None:
-    """Raise ``ValueError`` naming the first shared prompts when mining and evaluation prompts overlap."""
-    seen = {normalise(prompt_text(r)): r["id"] for r in train}
-    shared = [(seen[normalise(prompt_text(r))], r["id"]) for r in held_out if normalise(prompt_text(r)) in seen]
-    if shared:
-        raise ValueError(f"{len(shared)} evaluation prompts were also used for mining (train id, eval id): "
-                         f"{shared[:5]}; mining and evaluation prompts must be disjoint.")
 
 
 def mining_prompts(source: str = "auto", max_examples: int | None = None, seed: int = 0) -> tuple[list[dict], dict]:

@@ -16,7 +16,6 @@ For the system-level benchmark ``max_examples`` counts prompts (each answered by
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..paths import ROOT, data_dir
 from . import alpaca_eval, hub, pairwise, rating
 from .fetch import require
 from .pairwise import MalformedRow, read_rows
+from .subsets import select_subset  # noqa: F401 - the one seeded subset, re-exported
 
 KINDS = ("pairwise", "rating", "system")
 
@@ -66,21 +66,6 @@ def benchmark_info(name: str) -> dict:
 # ----------------------------------------------------------------------------------------------------------
 # subsets
 # ----------------------------------------------------------------------------------------------------------
-
-def _rank(seed: int, key) -> str:
-    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
-
-
-def select_subset(records: list[dict], max_examples: int | None, seed: int = 0, key: str = "id") -> list[dict]:
-    """The seeded subset of at most ``max_examples`` records (by hashed ``key``), kept in their original order."""
-    if max_examples is None or max_examples >= len({r[key] for r in records}):
-        return list(records)
-    if max_examples < 0:
-        raise ValueError(f"max_examples must be >= 0 or None, got {max_examples}")
-    keys = sorted({r[key] for r in records}, key=lambda k: _rank(seed, k))[:max_examples]
-    keep = set(keys)
-    return [r for r in records if r[key] in keep]
-
 
 # ----------------------------------------------------------------------------------------------------------
 # loading
@@ -122,6 +107,10 @@ def _load_all(name: str, entry: dict) -> tuple[list[dict], dict, int]:
         return recs, drop, len(rows)
     if loader == "alpaca_eval_system":
         return alpaca_eval.system_records(benchmark=name)
+    if loader == "wildbench_system":  # data folder first, else the Hub (flrlib/data/wildbench.py)
+        from . import wildbench
+
+        return wildbench.load(name, entry)
     if loader.startswith("hub_"):
         h = entry["hub"]
         rows = (hub.hub_file_rows(name, h["id"], h["file"], h.get("revision")) if h.get("file") else
@@ -231,3 +220,59 @@ def describe(records: list[dict], report: dict) -> dict:
         row["prompts"] = len({r["prompt_id"] for r in records})
     row["source"], row["licence"] = report["source"], report["licence"]
     return row
+
+
+def eval_subsets(benchmarks: list[str], max_examples: int | None, rating_examples: int | None = None,
+                 seed: int = 0) -> tuple[dict, dict]:
+    """``({name: records}, {name: report})``: the seeded subsets notebook 03 scores - ``max_examples`` pairs per
+    pairwise benchmark, ``rating_examples`` rows per rating benchmark (``None``: ``max_examples``)."""
+    sets, reports = {}, {}
+    for b in benchmarks:
+        kind = benchmark_info(b)["kind"]
+        if kind not in ("pairwise", "rating"):
+            raise ValueError(f"{b}: FT-FLR is compared on pairwise and rating benchmarks, not {kind!r}")
+        n = rating_examples if kind == "rating" and rating_examples is not None else max_examples
+        sets[b], reports[b] = load_benchmark(b, max_examples=n, seed=seed)
+    return sets, reports
+
+
+def overview(names: list[str], max_examples: int | None = None, seed: int = 0) -> tuple[list[dict], dict, dict]:
+    """Notebook 01's Table-2 rows: ``(rows, {benchmark: records}, {name: why unavailable})`` for registered
+    benchmarks or paths of your own JSONL files; a benchmark whose files are missing is listed, not raised."""
+    from .fetch import DataMissing
+
+    rows, loaded, unavailable = [], {}, {}
+    for name in names:
+        try:
+            records, report = load_benchmark(name, max_examples=max_examples, seed=seed)
+        except DataMissing as e:
+            unavailable[str(name)] = str(e)
+            continue
+        loaded[report["benchmark"]] = records
+        row = describe(records, report)
+        row["paper"] = benchmark_info(name).get("paper", "") if name in registry() else "user file"
+        rows.append(row)
+    return rows, loaded, unavailable
+
+
+def write_overview(profile: str, rows: list[dict], unavailable: dict, systems: list[dict], seed: int = 0,
+                   max_examples: int | None = None) -> Path:
+    """``results/<profile>/data/benchmarks.json`` (read by notebook 07's Table 2): the rows of :func:`overview`,
+    the unavailable benchmarks and the system-level targets, with provenance."""
+    from ..results import area, stamp, write_json
+
+    return write_json(area(profile, "data") / "benchmarks.json",
+                      {"profile": profile, "seed": seed, "max_examples": max_examples, "rows": rows,
+                       "unavailable": unavailable, "systems": systems,
+                       "provenance": stamp(profile=profile, seed=seed, max_examples=max_examples,
+                                           registry=str(registry_path().name))})
+
+
+def system_targets(benchmark: str) -> tuple[dict, dict]:
+    """``(Arena ELO, AlpacaEval 2 LC win rate)`` per system of a system-level benchmark, keyed as its records'
+    ``model``: AlpacaEval model names (17 systems, both targets), or WildBench's configs (30, no LC win rate)."""
+    if str(benchmark).startswith("wildbench"):
+        from .wildbench import arena_elo as wildbench_elo
+
+        return wildbench_elo(), {}
+    return alpaca_eval.arena_elo(), alpaca_eval.lc_win_rates(2)
