@@ -57,14 +57,17 @@ def conversation(prompt, completion, where: str = "row") -> list[dict]:
     """One (prompt, completion) in either of TRL's formats -> the conversation M reads, ending with the response."""
     if isinstance(prompt, str):
         if not isinstance(completion, str):
-            raise ValueError(f"{where}: a plain-text prompt needs a plain-text completion (got {type(completion).__name__})")
+            raise ValueError(f"{where}: a plain-text prompt needs a plain-text completion "
+                             f"(got {type(completion).__name__})")
         return [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
     if not isinstance(prompt, list) or not prompt:
-        raise ValueError(f"{where}: a prompt must be a string or a non-empty list of messages (got {type(prompt).__name__})")
-    msgs = [{"role": m["role"], "content": _text(m.get("content"), f"{where} prompt[{i}]")} if isinstance(m, dict)
-            and "role" in m else None for i, m in enumerate(prompt)]
-    if None in msgs:
-        raise ValueError(f"{where}: every prompt message must be a dict with 'role' and 'content'")
+        raise ValueError(f"{where}: a prompt must be a string or a non-empty list of messages "
+                         f"(got {type(prompt).__name__})")
+    msgs = []
+    for i, m in enumerate(prompt):
+        if not isinstance(m, dict) or "role" not in m:
+            raise ValueError(f"{where}: prompt[{i}] must be a dict with 'role' and 'content'")
+        msgs.append({"role": m["role"], "content": _text(m.get("content"), f"{where} prompt[{i}]")})
     if isinstance(completion, str):
         completion = [{"role": "assistant", "content": completion}]
     if not isinstance(completion, list) or len(completion) != 1 or not isinstance(completion[0], dict) \
@@ -95,7 +98,7 @@ class FLRReward:
         :class:`~flrlib.scoring.ScoreConfig` fields (``max_tokens``, ``batch_size``, ``system_prompt``, ...)."""
         from .models import load_model
 
-        config = ScoreConfig(scorer=scorer, layout=layout, categories=list(categories), **score_args)
+        config = ScoreConfig(scorer=scorer, layout=layout, categories=list(categories or []), **score_args)
         loaded = load_model(model, dtype=dtype, device=device, adapter=adapter)
         return cls(Scorer(loaded, bank, config, cache=cache), empty=empty, log_categories=log_categories, name=name)
 
@@ -161,7 +164,8 @@ def curves(log_history: list[dict], name: str) -> list[dict]:
         if "reward" not in h:
             continue  # the final summary line (train_loss, train_runtime, ...)
         pre = f"{name}/"
-        cats = {k[len(pre):]: v for k, v in h.items() if k.startswith(pre) and k[len(pre):] not in ("completion_tokens", "empty")}
+        cats = {k[len(pre):]: v for k, v in h.items()
+                if k.startswith(pre) and k[len(pre):] not in ("completion_tokens", "empty")}
         rows.append({"step": h.get("step"), "reward": h["reward"], "reward_std": h.get("reward_std"),
                      "completion_length": h.get("completions/mean_length"),
                      "completion_tokens": h.get(f"{pre}completion_tokens"), "empty": h.get(f"{pre}empty"),

@@ -56,6 +56,7 @@ def _write(path, rows):
     return str(path)
 
 
+@pytest.mark.integration  # loads models in-process and samples through the generation backend
 def test_flr_rerank_cli(tmp_path, tiny, small_bank, capsys):
     bank = tmp_path / "bank.json"
     bank.write_text(json.dumps({"categories": small_bank.categories}))

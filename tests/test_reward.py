@@ -31,11 +31,13 @@ class Recording(FLRReward):
 
 
 def test_conversation_reads_both_trl_formats():
-    assert conversation("Hi", "Hello!") == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    assert conversation("Hi", "Hello!") == [{"role": "user", "content": "Hi"},
+                                            {"role": "assistant", "content": "Hello!"}]
     conv = conversation(PROMPTS[1], [{"role": "assistant", "content": "4"}])
     assert conv == PROMPTS[1] + [{"role": "assistant", "content": "4"}]
     blocks = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
-    assert conversation(blocks, [{"role": "assistant", "content": [{"type": "text", "text": "Yo"}]}])[-1]["content"] == "Yo"
+    reply = [{"role": "assistant", "content": [{"type": "text", "text": "Yo"}]}]
+    assert conversation(blocks, reply)[-1]["content"] == "Yo"
     with pytest.raises(ValueError, match="plain-text prompt needs a plain-text completion"):
         conversation("Hi", [{"role": "assistant", "content": "x"}])
     with pytest.raises(ValueError, match="tool-calling"):
@@ -111,6 +113,7 @@ GRPO = {"max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 4, 
         "learning_rate": 1e-3}
 
 
+@pytest.mark.integration
 def test_grpo_trainer_steps_with_the_flr_reward(tiny, small_bank, tmp_path):
     """A real GRPOTrainer (tiny policy, tiny M, LoRA) through train_grpo: what TRL passes, what it logs."""
     from safetensors.torch import load_file
@@ -138,12 +141,14 @@ def test_grpo_trainer_steps_with_the_flr_reward(tiny, small_bank, tmp_path):
         assert set(s["categories"]) == {"relevance", "correctness"}
     assert json.loads((tmp_path / "grpo" / "curves.json").read_text())["steps"] == steps
     assert rec["provenance"]["method"] == "grpo" and rec["provenance"]["reward_name"] == "flr"
-    lora_b = [v for k, v in load_file(tmp_path / "grpo" / "adapter" / "adapter_model.safetensors").items() if "lora_B" in k]
+    weights = load_file(tmp_path / "grpo" / "adapter" / "adapter_model.safetensors")
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
     assert lora_b and any(bool(v.abs().sum() > 0) for v in lora_b)  # LoRA B starts at 0: the policy was updated
     again = train_grpo(TINY, reward, prompts, tmp_path / "grpo", GRPO, device="cpu", dtype="float32")
     assert again["reused"] and again["steps"] == steps and len(reward.calls) == 2  # finished run reused
 
 
+@pytest.mark.integration
 def test_grpo_trainer_plain_text_prompts(tiny, small_bank, tmp_path):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
