@@ -85,7 +85,7 @@ def random_llama(shape: dict, dtype, device: str, tokenizer_dir: str | None = No
     with torch.device(device):
         model = LlamaForCausalLM(cfg).eval()
     torch.set_default_dtype(prev)
-    for p in model.parameters():  # keep activations in a sane range (default init + 32 layers overflows bf16 rarely)
+    for p in model.parameters():  # inference only: no autograd state on the weights
         p.requires_grad_(False)
     return Loaded(model, tok, f"random:{shape['num_hidden_layers']}x{shape['hidden_size']}-v{shape['vocab_size']}")
 

@@ -25,7 +25,7 @@ import yaml
 from ..messages import check_messages
 from ..paths import ROOT, data_dir
 from . import alpaca_eval, hub, pairwise, rating
-from .fetch import require
+from .fetch import DataMissing, require
 from .pairwise import MalformedRow, read_rows
 from .subsets import select_subset  # noqa: F401 - the one seeded subset, re-exported
 
@@ -239,8 +239,6 @@ def eval_subsets(benchmarks: list[str], max_examples: int | None, rating_example
 def overview(names: list[str], max_examples: int | None = None, seed: int = 0) -> tuple[list[dict], dict, dict]:
     """Notebook 01's Table-2 rows: ``(rows, {benchmark: records}, {name: why unavailable})`` for registered
     benchmarks or paths of your own JSONL files; a benchmark whose files are missing is listed, not raised."""
-    from .fetch import DataMissing
-
     rows, loaded, unavailable = [], {}, {}
     for name in names:
         try:
