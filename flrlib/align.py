@@ -172,11 +172,15 @@ def policy_outputs(policy_model: str, adapters: dict, prompts: list[dict], gen_c
 
     ``backend="openai"``: generate through the ``GEN`` endpoint (:mod:`flrlib.client`) instead of in-process; the
     base policy is requested as ``policy_model`` and each adapter under its name (``vllm serve MODEL --enable-lora
-    --lora-modules dpo=.../dpo/adapter kto=.../kto/adapter``).
+    --lora-modules dpo=.../dpo/adapter kto=.../kto/adapter``). The name alone does not say which weights answer, so
+    the cache is keyed on the adapter folder's hash too (the endpoint's ``revision``), as the ``hf`` backend keys on
+    it: a retrained adapter is never answered from the old adapter's cached outputs (restart the server with the new
+    adapter before re-running). A prompt the server refused has no output: it is left out of ``{name: ...}`` and of
+    ``outputs_<name>.json`` (so it is not judged) and a warning counts it.
     """
     from .generate import generate
     from .judge import alpaca_eval_files
-    from .models import load_model
+    from .models import folder_hash, load_model
 
     if backend not in ("hf", "openai"):
         raise ValueError(f"backend must be 'hf' or 'openai', got {backend!r}")
@@ -186,14 +190,18 @@ def policy_outputs(policy_model: str, adapters: dict, prompts: list[dict], gen_c
         if backend == "openai":
             from .client import Endpoint
 
-            lm = Endpoint.from_env("GEN", model=policy_model if adapter is None else name)
+            if adapter is not None and not Path(adapter).is_dir():
+                raise FileNotFoundError(f"adapter {name!r}: folder {adapter} not found here; the served adapter's "
+                                        "outputs are cached under its folder hash, so the folder must be readable")
+            lm = Endpoint.from_env("GEN", model=policy_model if adapter is None else name,
+                                   revision=folder_hash(adapter) if adapter is not None else None)
         else:  # with an adapter: the same policy with the LoRA matmuls folded into the base weights
             lm = load_model(policy_model, dtype=dtype, device=device, adapter=adapter, merge=True)
         rows = generate(lm, prompts, gen_config, cache=out / f"outputs_{name}.cache.jsonl", progress=progress,
                         desc=f"outputs {name}")
-        result[name] = {r["id"]: r["responses"][0] for r in rows}
+        result[name] = {r["id"]: r["responses"][0] for r in rows if not r.get("failed")}
         records = [{"instruction": p.get("instruction", p["messages"][-1]["content"]), "output": r["responses"][0],
-                    "dataset": p.get("dataset", "")} for p, r in zip(prompts, rows)]
+                    "dataset": p.get("dataset", "")} for p, r in zip(prompts, rows) if not r.get("failed")]
         write_json(out / f"outputs_{name}.json", alpaca_eval_files(records, f"{policy_model}:{name}"))
         del lm
     return result

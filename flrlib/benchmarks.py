@@ -32,6 +32,15 @@ baseline on the same pairs), each with ``_ci_low``/``_ci_high``; rating records 
 vs the target) and ``partial_pearson_given_length``; system records ``pearson_length_elo`` (mean response length
 per model vs ELO) and ``partial_pearson_elo_given_length``.
 
+RM-Bench (``kind="rm_bench"``, issue 24) files go to ``results/<profile>/rm_bench/`` instead: flat keys of
+:func:`flrlib.rmbench.domain_metrics` (``metric="rm_bench_avg"``, ``hard``/``normal``/``easy``/``avg``, the 3 x 3
+``matrix`` and every ``cell_<i><j>`` with CIs, ``ties``), per-sample ``{id, domain, subset, chosen: [3 scores],
+rejected: [3], chosen_length: [3], rejected_length: [3], chosen_markdown: [3 x {header, list, bold}],
+rejected_markdown}``, plus one ``summary__<tag>__<model_slug>.json`` per scorer (:func:`write_rm_bench_summaries`).
+Pairwise records also carry ``acc_style_controlled`` (+ CI, ``style_beta``: length and markdown regressed out,
+:func:`flrlib.metrics.style_controlled_accuracy`) and their per-sample lines ``chosen_markdown`` /
+``rejected_markdown`` (Chatbot Arena's counts, :mod:`flrlib.style`).
+
 Per-sample lines: pairwise ``{id, chosen, rejected, correct, chosen_length, rejected_length, category?,
 chosen_categories?, rejected_categories?, chosen_followups?, rejected_followups?}``; rating ``{id, score, reward,
 length, category?, categories?, followups?}``; system ``{model, id, prompt_id, reward, length, categories?,
@@ -47,24 +56,9 @@ import time
 import numpy as np
 
 from . import metrics
-from .paths import slug
 from .results import area, stamp, write_json, write_jsonl
-
-AREA = "reward_benchmarks"
-
-
-def model_slug(spec: str) -> str:
-    """File-name form of a model spec (:func:`flrlib.paths.slug`, the score cache's rule)."""
-    return slug(spec)
-
-
-def result_stem(benchmark: str, tag: str, model: str) -> str:
-    return f"{benchmark}__{tag}__{model_slug(model)}"
-
-
-def result_path(profile: str, benchmark: str, tag: str, model: str):
-    """Path of the flat JSON of one (benchmark, tag, model); the per-sample JSONL has the same stem."""
-    return area(profile, AREA) / f"{result_stem(benchmark, tag, model)}.json"
+# the naming rules of result files live in flrlib.results (the analysis modules read them from there)
+from .results import REWARD_AREA as AREA, model_slug, result_path, result_stem  # noqa: F401
 
 
 def kind_of(records: list[dict]) -> str:
@@ -72,7 +66,7 @@ def kind_of(records: list[dict]) -> str:
         raise ValueError("no records to score")
     r = records[0]
     if "chosen" in r:
-        return "pairwise"
+        return "rm_bench" if isinstance(r["chosen"], list) else "pairwise"  # rm_bench: 3 + 3 styled responses
     if "model" in r:
         return "system"
     if "score" in r:
@@ -114,14 +108,21 @@ def _score_pairwise(scorer, records, n_boot, seed, progress, desc):
             "n": acc["n"], "ties": acc["ties"]}
     lm = metrics.pairwise_length_metrics(ch, rj, lc, lr, n_boot=n_boot, seed=seed)
     flat.update({k: v for k, v in lm.items() if k not in ("n", "ties") and not k.startswith("acc_ci") and k != "acc"})
+    md_c, md_r = _markdown([r["chosen"] for r in records]), _markdown([r["rejected"] for r in records])
+    if len(records) and (lc > 0).all() and (lr > 0).all():  # style control (issue 24): length + markdown
+        sc = metrics.style_controlled_accuracy(ch, rj, lc, lr, [_md_vec(m) for m in md_c], [_md_vec(m) for m in md_r],
+                                               n_boot=n_boot, seed=seed)
+        flat.update(acc_style_controlled=sc["value"], acc_style_controlled_ci_low=sc["ci_low"],
+                    acc_style_controlled_ci_high=sc["ci_high"], style_beta=sc["beta"],
+                    ties_style_controlled=sc["ties"])
     cats = list(res[0]["chosen_detail"].get("categories", {})) if res else []
     for c in cats:
         flat[f"category_{c}"] = metrics.pairwise_accuracy([s["chosen_detail"]["categories"][c] for s in res],
                                                           [s["rejected_detail"]["categories"][c] for s in res])["value"]
     rows = []
-    for r, s, ok, a, b in zip(records, res, correct, lc, lr):
+    for r, s, ok, a, b, mc, mr in zip(records, res, correct, lc, lr, md_c, md_r):
         row = {"id": r["id"], "chosen": s["chosen"], "rejected": s["rejected"], "correct": float(ok),
-               "chosen_length": int(a), "rejected_length": int(b)}
+               "chosen_length": int(a), "rejected_length": int(b), "chosen_markdown": mc, "rejected_markdown": mr}
         if r.get("category"):
             row["category"] = r["category"]
         if cats:
@@ -130,6 +131,42 @@ def _score_pairwise(scorer, records, n_boot, seed, progress, desc):
             row["chosen_followups"] = _values(s["chosen_detail"])
             row["rejected_followups"] = _values(s["rejected_detail"])
         rows.append(row)
+    return flat, rows
+
+
+def _markdown(texts) -> list[dict]:
+    from .style import markdown_counts
+
+    return [markdown_counts(t) for t in texts]
+
+
+def _md_vec(m: dict) -> list[int]:
+    from .style import FEATURES
+
+    return [m[f] for f in FEATURES]
+
+
+def _score_rm_bench(scorer, records, n_boot, seed, progress, desc):
+    """RM-Bench (issue 24): the 3 chosen and 3 rejected styled responses of each prompt, 6 conversations per prompt;
+    the metric of :func:`flrlib.rmbench.domain_metrics` (RM-Bench's ``compute_accuracy``, ``>`` only)."""
+    from . import rmbench
+
+    convs = [_conv(r, t) for r in records for side in ("chosen", "rejected") for t in r[side]]
+    res = scorer.score(convs, progress=progress, desc=desc)
+    texts = [t for r in records for side in ("chosen", "rejected") for t in r[side]]
+    length, md = _lengths(scorer, texts), _markdown(texts)
+    sc = np.array([s["reward"] for s in res], dtype=float).reshape(-1, 2, 3)
+    flat = rmbench.domain_metrics(sc[:, 0], sc[:, 1], n_boot=n_boot, seed=seed)
+    flat = {"metric": "rm_bench_avg", "value": flat["avg"], "ci_low": flat["avg_ci_low"],
+            "ci_high": flat["avg_ci_high"], "domain": records[0].get("domain"),
+            "styles": list(rmbench.STYLES), "matrix_axes": "rows: chosen style, columns: rejected style", **flat}
+    rows = []
+    for k, r in enumerate(records):
+        a, b = slice(6 * k, 6 * k + 3), slice(6 * k + 3, 6 * k + 6)
+        rows.append({"id": r["id"], "domain": r.get("domain"), "subset": r.get("subset"),
+                     "chosen": sc[k, 0].tolist(), "rejected": sc[k, 1].tolist(),
+                     "chosen_length": [int(x) for x in length[a]], "rejected_length": [int(x) for x in length[b]],
+                     "chosen_markdown": md[a], "rejected_markdown": md[b]})
     return flat, rows
 
 
@@ -216,7 +253,8 @@ def run_benchmark(scorer, records: list[dict], benchmark: str, profile: str, tag
     record."""
     kind = kind_of(records)
     tag = tag or scorer.config.scorer
-    fn = {"pairwise": _score_pairwise, "rating": _score_rating, "system": _score_system}[kind]
+    fn = {"pairwise": _score_pairwise, "rating": _score_rating, "system": _score_system,
+          "rm_bench": _score_rm_bench}[kind]
     t0 = time.time()
     extra = {"benchmark": benchmark} if kind == "system" else {}  # which systems' ELO (AlpacaEval or WildBench)
     flat, rows = fn(scorer, records, n_boot, seed, progress, f"{benchmark} / {tag}", **extra)
@@ -229,7 +267,7 @@ def run_benchmark(scorer, records: list[dict], benchmark: str, profile: str, tag
               **({"followup_layout": layout} if layout else {}),
               "seconds": round(time.time() - t0, 1),
               "provenance": stamp(**prov, seed=seed, max_examples=max_examples, n_boot=n_boot, data=report or {})}
-    path = result_path(profile, benchmark, tag, model)
+    path = result_path(profile, benchmark, tag, model, kind)
     write_jsonl(path.with_suffix(".jsonl"), rows)
     write_json(path, record)
     return record
@@ -259,7 +297,7 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
               rating_examples: int | None = None, system_prompts: int | None = None, sizes: dict | None = None,
               system_models: list[str] | None = None, legacy_max_examples: int | None = 0, seed: int = 0,
               bank="paper", categories: list[str] | None = None, n_boot: int = 2000, batch_size: int = 4,
-              cache="auto", progress: bool = True) -> list[dict]:
+              cache="auto", progress: bool = True, rm_bench_prompts: int | None = None) -> list[dict]:
     """Notebook 03's loop: every benchmark x scorer on the same seeded subset, one result file each.
 
     * ``max_examples``: pairs per pairwise benchmark (and rows per rating benchmark unless ``rating_examples``);
@@ -269,6 +307,9 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
     * ``legacy_max_examples``: rows for ``legacy_repo``, a subset of the same subset (0 skips it: it costs one
       full forward per follow-up; never run at system level);
     * ``categories``: a subset of the bank's categories (None: all); ``cache``: "auto", a path or None.
+    * ``rm_bench_prompts``: prompts per RM-Bench domain file (``rm_bench_*``; None: ``max_examples``); each
+      scorer's RM-Bench summary over the domains it scored is written to
+      ``results/<profile>/rm_bench/summary__<tag>__<model_slug>.json`` (:func:`flrlib.rmbench.summarise`).
 
     A benchmark that cannot be had here (:class:`~flrlib.data.DataMissing`: Hub-only while offline, a failed
     download, ...) is skipped with its reason - printed, written to
@@ -295,8 +336,8 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
         _skip_path(profile, name).unlink(missing_ok=True)
         if report["kind"] == "system" and system_models:
             records = [r for r in records if r["model"] in set(system_models)]
-        n = {"system": system_prompts, "rating": max_examples if rating_examples is None else rating_examples
-             }.get(report["kind"], max_examples)
+        n = {"system": system_prompts, "rating": max_examples if rating_examples is None else rating_examples,
+             "rm_bench": max_examples if rm_bench_prompts is None else rm_bench_prompts}.get(report["kind"], max_examples)
         n = (sizes or {}).get(name, n)
         key = "prompt_id" if report["kind"] == "system" else "id"
         subset = select_subset(records, n, seed, key=key)
@@ -312,4 +353,56 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
                 rows = select_subset(subset, m, seed, key=key)
             out.append(run_benchmark(scorer, rows, report["benchmark"], profile, seed=seed, max_examples=m,
                                      report={**report, "rows_used": len(rows)}, n_boot=n_boot, progress=progress))
+    write_rm_bench_summaries(profile, [r for r in out if r["kind"] == "rm_bench"], n_boot=n_boot, seed=seed)
+    write_rewardbench_results(profile, [r for r in out if r["benchmark"] == "rewardbench"], n_boot=n_boot, seed=seed)
     return out
+
+
+def write_rewardbench_results(profile: str, records: list[dict], n_boot: int = 2000, seed: int = 0) -> list:
+    """For each RewardBench result of ``records`` (flat records of benchmark ``rewardbench``), from its per-sample
+    file: ``results/<profile>/rewardbench/<tag>__<model_slug>.json`` in RewardBench's own results shape
+    (:func:`flrlib.rewardbench.results_json`, plus ``provenance``) and ``sections__<tag>__<model_slug>.json`` (the
+    section scores and score with CIs, :func:`flrlib.rewardbench.summarise`). Returns the paths written."""
+    from . import rewardbench
+    from .results import read_jsonl
+
+    paths = []
+    for rec in records:
+        rows = read_jsonl(result_path(profile, rec["benchmark"], rec["tag"], rec["model"]).with_suffix(".jsonl"))
+        stem = f"{rec['tag']}__{model_slug(rec['model'])}"
+        prov = stamp(profile=profile, seed=seed, n_boot=n_boot, scorer=rec["scorer"], tag=rec["tag"],
+                     rows=len(rows), note="a tie counts as wrong here, as in RewardBench's run_rm.py")
+        shape = rewardbench.results_json(rows, rec["model"], f"flrlib {rec['tag']}", "tokenizer")
+        paths.append(write_json(area(profile, rewardbench.AREA) / f"{stem}.json", {**shape, "provenance": prov}))
+        summ = {"kind": "rewardbench_sections", "tag": rec["tag"], "model": rec["model"], "profile": profile,
+                **rewardbench.summarise(rows, n_boot=n_boot, seed=seed), "provenance": prov}
+        paths.append(write_json(area(profile, rewardbench.AREA) / f"sections__{stem}.json", summ))
+    return paths
+
+
+def write_rm_bench_summaries(profile: str, records: list[dict], n_boot: int = 2000, seed: int = 0) -> list:
+    """One RM-Bench summary per (tag, model) of ``records`` (flat rm_bench records just written): RM-Bench's
+    hard / normal / easy / total average over the domains present, with CIs (:func:`flrlib.rmbench.summarise`),
+    at ``results/<profile>/rm_bench/summary__<tag>__<model_slug>.json``. Returns the paths written."""
+    from . import rmbench
+    from .results import read_jsonl
+
+    paths = []
+    for tag, model in dict.fromkeys((r["tag"], r["model"]) for r in records):
+        rows = {}
+        for f in sorted(area(profile, rmbench.AREA).glob(f"*__{tag}__{model_slug(model)}.jsonl")):
+            if f.name.startswith("summary__"):
+                continue
+            per = read_jsonl(f)
+            if per:
+                rows[per[0]["domain"]] = per
+        s = rmbench.summarise(rows, n_boot=n_boot, seed=seed)
+        rec = {"kind": "rm_bench_summary", "tag": tag, "model": model, "model_slug": model_slug(model),
+               "profile": profile, **s,
+               "note": "means over the RM-Bench domains present (" + ", ".join(s["domains"]) + "); RM-Bench's "
+                       "leaderboard averages chat, math, code and safety" + ("" if len(s["domains"]) == 4 else
+                                                                             ": NOT comparable with it"),
+               "provenance": stamp(profile=profile, seed=seed, n_boot=n_boot,
+                                   files=sorted(f"{d}: {len(v)} prompts" for d, v in rows.items()))}
+        paths.append(write_json(area(profile, rmbench.AREA) / f"summary__{tag}__{model_slug(model)}.json", rec))
+    return paths

@@ -61,21 +61,6 @@ def read_score_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def _shard() -> tuple[int, int, object, str | None]:
-    """``(index, count, wait_for_everyone, device)`` of this process.
-
-    Under ``accelerate launch`` (which sets ``WORLD_SIZE``) this is accelerate's ``PartialState``: each rank scores a
-    strided slice of the rows on its own device and rank 0 merges the parts. A plain run is ``(0, 1, no-op, None)``.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, (lambda: None), None
-    import torch
-    from accelerate import PartialState
-
-    st = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks (torchrun, mpirun) talk through gloo
-    return st.process_index, st.num_processes, st.wait_for_everyone, str(st.device)
-
-
 def _score_records(scorer, rows: list[dict], where: str) -> list[dict]:
     """Output records in input order; a sequence too long for the model is reported with its file, line and id."""
     from .scoring import TooLong
@@ -144,9 +129,12 @@ def _check_target(path: Path, what: str) -> None:
 
 
 def cmd_score(a) -> int:
+    """Score a JSONL file. Under ``accelerate launch`` / ``torchrun`` every rank reads the same rows and the
+    :class:`~flrlib.scoring.Scorer` deals the batches to the ranks (its data-parallel mode: each rank on its own GPU
+    and cache file, every rank gets every score); rank 0 writes the output."""
     from .followups import load_bank
     from .models import load_model
-    from .paths import cache_dir, slug
+    from .parallel import barrier, world
     from .results import write_jsonl
     from .scoring import NO_BANK, ScoreConfig, Scorer
 
@@ -163,63 +151,34 @@ def cmd_score(a) -> int:
     if a.scorer not in NO_BANK:
         bank = load_bank(a.bank)  # parse errors name the file (and line)
         bank.select(cats)  # unknown categories are named here (the Scorer selects them)
-    index, count, wait_for_everyone, device = _shard()
-    loaded = load_model(a.model, dtype=a.dtype, device=device if device and a.device == "auto" else a.device,
-                        adapter=a.adapter)
-    cache = a.cache or "auto"
-    if count > 1:  # one cache file per rank, so that a re-run with the same ranks resumes each one's part
-        base = Path(a.cache) if a.cache else cache_dir() / "scores" / f"{slug(loaded.spec)}.jsonl"
-        cache = base.with_name(f"{base.stem}.rank{index}{base.suffix}")
-    scorer = Scorer(loaded, bank, cfg, cache=cache, data_parallel=False)  # the rows are sharded here, not in it
+    loaded = load_model(a.model, dtype=a.dtype, device=a.device, adapter=a.adapter)  # auto: this rank's GPU
+    scorer = Scorer(loaded, bank, cfg, cache=a.cache or "auto")  # per-rank cache files under several ranks
+    rank, count = world()
     try:
-        if count == 1:
-            records = _score_records(scorer, rows, a.input)
-        else:
-            part = out.with_name(f"{out.name}.rank{index}-of-{count}")
-            write_jsonl(part, _score_records(scorer, rows[index::count], a.input))
+        records = _score_records(scorer, rows, a.input)
     except KeyboardInterrupt:  # every finished row is already in the cache
         c = scorer.cache
         print(f"interrupted: {c.written} new scores were saved to the cache {c.path} ({len(c)} in it); re-run the "
               "same command to resume (only the missing rows are computed)", file=sys.stderr)
         return 130
-    if count == 1:
+    if rank == 0:
         write_jsonl(out, records)
-        print(f"wrote {len(rows)} rows to {out}")
-    else:
-        wait_for_everyone()
-        if index == 0:
-            records = _merge(out, rows, count)
-            print(f"wrote {len(rows)} rows to {out} (merged from {count} processes)")
-        wait_for_everyone()
-        if index != 0:
-            return 0
+        print(f"wrote {len(rows)} rows to {out}" + (f" (scored by {count} processes)" if count > 1 else ""))
+    barrier()  # the other ranks end once the output exists
+    if rank != 0:
+        return 0
     warning = _truncation_warning(records, a.max_tokens)
     if warning:
         print(warning, file=sys.stderr)
     return 0
 
 
-def _merge(out: Path, rows: list[dict], count: int) -> list[dict]:
-    """Rank 0 merges the parts: row i was scored by rank i % count, at position i // count of its part."""
-    from .results import write_jsonl
-
-    from .files import read_jsonl
-
-    parts = [out.with_name(f"{out.name}.rank{i}-of-{count}") for i in range(count)]
-    done = [read_jsonl(p) for p in parts]
-    merged = []
-    for i, r in enumerate(rows):
-        rec = done[i % count][i // count]
-        if rec["id"] != r["id"]:
-            raise RuntimeError(f"{parts[i % count]}: expected id {r['id']!r} at row {i // count}, got {rec['id']!r}")
-        merged.append(rec)
-    write_jsonl(out, merged)
-    for p in parts:
-        p.unlink()
-    return merged
-
-
 def cmd_data(a) -> int:
+    if a.prefetch:  # every Hub dataset and model of a profile into one folder, commits locked (flrlib.data.hub)
+        from .data.hub import prefetch
+
+        prefetch(a.profile, folder=a.hub_dir)
+        return 0
     from .data.fetch import fetch
 
     fetch(dest=a.dest, mirror=a.mirror, online=not a.offline)
@@ -236,6 +195,10 @@ def cmd_setup(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
+    if a.rehearse:  # the paper profile's code paths on CPU: tiny models, Hub fixtures, llama.cpp server, N ranks
+        from .rehearsal import rehearse
+
+        return rehearse(a.profile, ranks=a.ranks, work=a.work_dir, only=a.only, force=a.force)
     if a.plan:  # what the run will process, need and cost; loads no model
         from .plan import render
 
@@ -282,6 +245,13 @@ def cmd_rerank(a) -> int:
     return cli(a)
 
 
+def cmd_serve(a) -> int:
+    """The HTTP reward service (OpenRLHF, verl, TRL); the logic is :func:`flrlib.serve.cli`."""
+    from .serve import cli
+
+    return cli(a)
+
+
 def _prompt_rows(path: str | Path) -> list[dict]:
     """`flr sample` input: ``{"id", "messages"}`` or ``{"id", "instruction"}`` per line; errors name file and line."""
     from .files import numbered_jsonl
@@ -308,14 +278,45 @@ def _prompt_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def _endpoint(role: str, a):
-    from .client import Endpoint
+PARTIAL = 3  # `flr sample / rewrite / judge`: the output was written, but some requests were refused (recorded)
 
-    return Endpoint.from_env(role, base_url=a.base_url, model=a.model, api_key=None)
+
+def _endpoint(role: str, a):
+    from .client import Endpoint, check_served
+
+    endpoint = Endpoint.from_env(role, base_url=a.base_url, model=a.model, api_key=None, timeout=a.timeout,
+                                 max_retries=a.max_retries)
+    warning = check_served(endpoint)  # llama.cpp answers any model name with its own model
+    if warning:
+        print(warning, file=sys.stderr)
+    return endpoint
+
+
+def _interrupted(e) -> int:
+    """Ctrl-C in an endpoint command: one line ("interrupted: saved N answers ..."), exit 130. A second Ctrl-C
+    while exiting is ignored (the answers are saved; nothing is left to stop)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print(e, file=sys.stderr)
+    return 130
+
+
+def _partial(n_failed: int, what: str, out, retry: bool = True) -> int:
+    """The exit status of an endpoint command, after one line on stderr when requests were refused."""
+    if not n_failed:
+        return 0
+    print(f"partial: {n_failed} {what} refused by the endpoint, recorded in {out} (status and the server's "
+          f"message){'; a re-run re-sends them only with --retry-failed' if retry else ''} (exit {PARTIAL})",
+          file=sys.stderr)
+    return PARTIAL
 
 
 def cmd_sample(a) -> int:
     """N responses per prompt (:func:`flrlib.generate.generate`), in-process (hf) or through an endpoint (openai)."""
+    import warnings
+
+    from .client import Interrupted
     from .generate import GenConfig, generate
     from .results import write_jsonl
 
@@ -331,10 +332,17 @@ def cmd_sample(a) -> int:
 
         policy = load_model(a.model or "bundled:smollm2-135m-instruct", dtype=a.dtype, device=a.device)
     cache = a.cache or out.with_name(out.name + ".cache.jsonl")
-    samples = generate(policy, rows, cfg, cache=cache, desc="sampling")
+    try:
+        with warnings.catch_warnings():  # the refusals are counted below
+            warnings.simplefilter("ignore", UserWarning)
+            samples = generate(policy, rows, cfg, cache=cache, desc="sampling", retry_failed=a.retry_failed)
+    except Interrupted as e:
+        return _interrupted(e)
     write_jsonl(out, samples)
-    print(f"{len(samples)} prompts x {cfg.n} responses -> {out} (cache {cache})")
-    return 0
+    n_failed = sum(len(s.get("failed", [])) for s in samples)
+    print(f"{len(samples)} prompts x {cfg.n} responses -> {out} (cache {cache})"
+          + (f": {cfg.n * len(samples) - n_failed} answered, {n_failed} refused" if n_failed else ""))
+    return _partial(n_failed, "samples were", out)
 
 
 def cmd_rewrite(a) -> int:
@@ -347,17 +355,26 @@ def cmd_rewrite(a) -> int:
     out = Path(a.output)
     _check_target(out, "output")
     if a.rewriter == "openai":
-        fn = rw.OpenAIRewriter(model=a.model, base_url=a.base_url, concurrency=a.concurrency)
+        fn = rw.OpenAIRewriter(model=a.model, base_url=a.base_url, concurrency=a.concurrency, timeout=a.timeout,
+                               max_retries=a.max_retries, retry_failed=a.retry_failed)
     elif a.rewriter == "hf":
         from .models import load_model
 
         fn = rw.HFRewriter(load_model(a.model or "bundled:smollm2-135m-instruct", dtype=a.dtype, device=a.device))
     else:
         fn = rw.RuleRewriter()
-    kept, rejects = rw.rewrite_all(triples, fn, cache=a.cache or "auto")
-    write_jsonl(out, [{"status": "kept", **r} for r in kept] + [{"status": "rejected", **r} for r in rejects])
-    print(f"rewriter {fn.name}: {len(kept)} kept, {len(rejects)} rejected -> {out}")
-    return 0
+    from .client import Interrupted
+
+    try:
+        kept, rejects = rw.rewrite_all(triples, fn, cache=a.cache or "auto")
+    except Interrupted as e:
+        return _interrupted(e)
+    refused = [r for r in rejects if r["reason"] == "refused"]
+    write_jsonl(out, [{"status": "kept", **r} for r in kept] +
+                [{"status": "failed" if r["reason"] == "refused" else "rejected", **r} for r in rejects])
+    print(f"rewriter {fn.name}: {len(kept)} kept, {len(rejects) - len(refused)} rejected"
+          + (f", {len(refused)} refused by the endpoint" if refused else "") + f" -> {out}")
+    return _partial(len(refused), "triples were", out)
 
 
 def cmd_judge(a) -> int:
@@ -372,10 +389,16 @@ def cmd_judge(a) -> int:
     for name, rows in (("--candidate", candidate), ("--baseline", baseline)):
         if rows is not None and not isinstance(rows, list):
             raise InputError(f"{name}: expected a JSON list of AlpacaEval model outputs ({{instruction, output}})")
+    from .client import Interrupted
+
     endpoint = _endpoint("JUDGE", a) if a.judge == "api" else None
     judges = make_judges([a.judge], hf_model=a.hf_model, device=a.device, dtype=a.dtype, annotator=a.annotator,
-                         endpoint=endpoint, concurrency=a.concurrency)
-    summary, judged = head_to_head(candidate, judges, baseline, seed=a.seed, n_boot=a.n_boot, where=str(a.candidate))
+                         endpoint=endpoint, concurrency=a.concurrency, retry_failed=a.retry_failed)
+    try:
+        summary, judged = head_to_head(candidate, judges, baseline, seed=a.seed, n_boot=a.n_boot,
+                                       where=str(a.candidate))
+    except Interrupted as e:
+        return _interrupted(e)
     out = Path(a.output)
     write_json(out / "summary.json", {"rows": summary, "candidate": str(a.candidate),
                                       "baseline": str(a.baseline) if a.baseline else "gpt4_1106_preview"})
@@ -384,7 +407,11 @@ def cmd_judge(a) -> int:
         print(f"{r['judge']}: {r['candidate']} vs {r['baseline']}: win rate {r['win_rate']:.1f} "
               f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}] (n {r['n']}, {r['n_failed']} without verdict); "
               f"LC {r['lc_win_rate']:.1f} ({r['lc_glm']}) -> {out}")
-    return 0
+    refused = sum("failure" in r for r in judged)
+    if refused:
+        print(f"{refused} of the pairs without verdict were refused by the endpoint (field 'failure' in "
+              f"{out / 'judgements.jsonl'})")
+    return _partial(refused, "pairs were", out / "judgements.jsonl")
 
 
 def _model_args(p, role: str, model_help: str) -> None:
@@ -394,8 +421,37 @@ def _model_args(p, role: str, model_help: str) -> None:
     p.add_argument("--base-url", default=None, help=f"OpenAI-compatible endpoint (default: FLR_{role}_BASE_URL, "
                    f"else OPENAI_BASE_URL); the key comes from FLR_{role}_API_KEY / OPENAI_API_KEY")
     p.add_argument("--concurrency", type=_positive_int, default=8, help="requests in flight")
+    from .client import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+
+    p.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds to wait for one answer (default {DEFAULT_TIMEOUT:g}: a long answer from a busy server)")
+    p.add_argument("--max-retries", type=_count, default=DEFAULT_RETRIES, help="retries of a request on connection "
+                   f"errors, timeouts, 429 and 5xx, with back-off (default {DEFAULT_RETRIES})")
+    p.add_argument("--retry-failed", action="store_true", help="re-send the requests the server refused in an "
+                   "earlier run (recorded in the cache; not re-sent by default). Refused requests never stop a run: "
+                   "they are recorded in the output, and the exit status is 3 (output written, partial)")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--device", default="auto")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return v
 
 
 def main(argv=None) -> int:
@@ -406,6 +462,10 @@ def main(argv=None) -> int:
     p.add_argument("--dest", help="data folder (default: $FLR_DATA_DIR or ./data)")
     p.add_argument("--mirror", help="mirror folder (default: $FLR_DATA_MIRROR or ../shared/data)")
     p.add_argument("--offline", action="store_true", help="never download")
+    p.add_argument("--prefetch", action="store_true", help="download every Hub dataset and model of --profile into "
+                   "--hub-dir and lock their commits (run where the Hub is reachable; FLR_OFFLINE=1 runs read only it)")
+    p.add_argument("--profile", default="paper", help="--prefetch: the profile whose Hub repos to fetch")
+    p.add_argument("--hub-dir", default=None, help="--prefetch: the folder (default $FLR_HUB_DIR or <data>/hub)")
     p.set_defaults(fn=cmd_data)
 
     p = sub.add_parser("setup", help="convert the bundled model once and build the tiny test model")
@@ -502,6 +562,12 @@ def main(argv=None) -> int:
     p.add_argument("--n-boot", type=_positive_int, default=2000)
     p.set_defaults(fn=cmd_judge)
 
+    p = sub.add_parser("serve", help="HTTP reward service for OpenRLHF, verl and TRL (127.0.0.1 unless told otherwise)")
+    from .serve import add_arguments as serve_arguments  # argparse only: fastapi is imported when serving
+
+    serve_arguments(p)
+    p.set_defaults(fn=cmd_serve)
+
     p = sub.add_parser("reproduce", help="run the notebooks headless with papermill")
     p.add_argument("--profile", default="demo", help="smoke | demo | paper | path to a YAML")
     p.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 02 03")
@@ -512,6 +578,10 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-kind", default="H100-SXM", help="--plan: a GPU kind of configs/throughput.yaml")
     p.add_argument("--out-dir", default=None, help="executed notebooks (default: outputs/<profile>/)")
     p.add_argument("--notebooks-dir", default=None, help="notebooks to run (default: notebooks/)")
+    p.add_argument("--rehearse", action="store_true", help="rehearse the paper profile on CPU (profiles/rehearsal.yaml: "
+                   "only sizes and models swapped; Hub fixtures, a llama.cpp server for the endpoints) and print a report")
+    p.add_argument("--ranks", type=_positive_int, default=2, help="--rehearse: processes (torchrun on CPU, gloo)")
+    p.add_argument("--work-dir", default=None, help="--rehearse: its folder (default outputs/rehearsal_work)")
     p.set_defaults(fn=cmd_reproduce)
 
     try:

@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 
@@ -53,6 +54,8 @@ def read_text(path: str | Path) -> str:
             raw = fh.read()
     except IsADirectoryError:
         raise BadFile(f"{path} is a directory, not a file") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a truncated or damaged .gz
+        raise BadFile(f"{path}: damaged gzip file ({type(e).__name__}: {e}); delete it and run `flr data` again") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -22,7 +22,10 @@ the same kind of cache by :class:`flrlib.client.Client`. Either way an interrupt
 missing.
 
 Records returned (both backends): ``{id, messages, responses: [str] * N, n_tokens: [int] * N, truncated: [bool] * N}``
-(``truncated``: the response hit ``max_new_tokens``).
+(``truncated``: the response hit ``max_new_tokens``). ``openai`` only: a sample the server refused (a prompt longer
+than its context, a value it rejects: see :mod:`flrlib.client`) has the response ``""`` and is listed in the
+record's ``failed: [{sample, status, message}]`` (the field is absent when every sample was answered); a warning
+counts them. Refusals are cached: a re-run does not re-send them unless ``retry_failed=True``.
 """
 from __future__ import annotations
 
@@ -45,6 +48,10 @@ class GenConfig:
     concurrency: int = 8        # openai backend: requests in flight (not part of any cache key)
 
     def __post_init__(self):
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
+            raise ValueError(f"temperature must be >= 0 (0: greedy), got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1 or self.concurrency < 1:
             raise ValueError("n, batch_size, max_new_tokens and concurrency must be >= 1")
         if not self.do_sample and self.n != 1:
@@ -73,37 +80,51 @@ def _check_prompts(prompts: list[dict]) -> None:
 
 
 def generate(policy, prompts: list[dict], config: GenConfig | None = None, cache=None, progress: bool = True,
-             desc: str = "generating") -> list[dict]:
+             desc: str = "generating", retry_failed: bool = False) -> list[dict]:
     """Sample ``config.n`` responses for each prompt record ``{id, messages}`` (see the module doc).
 
     ``policy``: a :class:`flrlib.models.Loaded` (backend ``hf``) or a :class:`flrlib.client.Endpoint` (backend
-    ``openai``). ``cache``: a JSONL path for resuming (``None``: in memory only).
+    ``openai``). ``cache``: a JSONL path for resuming (``None``: in memory only). ``retry_failed`` (``openai``):
+    re-send the requests the server refused before.
     """
     from .client import Endpoint
 
     cfg = config or GenConfig()
     _check_prompts(prompts)
     if isinstance(policy, Endpoint):
-        return _generate_openai(policy, prompts, cfg, cache, progress, desc)
+        return _generate_openai(policy, prompts, cfg, cache, progress, desc, retry_failed)
     return _generate_hf(policy, prompts, cfg, cache, progress, desc)
 
 
-def _generate_openai(endpoint, prompts, cfg: GenConfig, cache, progress: bool, desc: str) -> list[dict]:
-    from .client import Client
+def _generate_openai(endpoint, prompts, cfg: GenConfig, cache, progress: bool, desc: str,
+                     retry_failed: bool = False) -> list[dict]:
+    import warnings
 
-    client = Client(endpoint, cache=cache, concurrency=cfg.concurrency)
+    from .client import Client, failed
+
+    client = Client(endpoint, cache=cache, concurrency=cfg.concurrency, retry_failed=retry_failed)
     sampling = dict(temperature=cfg.temperature, top_p=cfg.top_p) if cfg.do_sample else dict(temperature=0.0, top_p=1.0)
     requests = [{"messages": p["messages"], "max_tokens": cfg.max_new_tokens, "n": 1,
                  "seed": _seed_for(cfg.seed, [p["id"], k]) & 0x7FFFFFFF, **sampling}
                 for p in prompts for k in range(cfg.n)]
     replies = client.chat(requests, progress=progress, desc=desc)
-    out = []
+    out, n_failed = [], 0
     for i, p in enumerate(prompts):
-        mine = [r["choices"][0] | {"usage": r["usage"]} for r in replies[i * cfg.n: (i + 1) * cfg.n]]
-        out.append({"id": p["id"], "messages": p["messages"],
-                    "responses": [(c["content"] or "").strip() for c in mine],
-                    "n_tokens": [int(c["usage"].get("completion_tokens") or 0) for c in mine],
-                    "truncated": [c["finish_reason"] == "length" for c in mine]})
+        mine = replies[i * cfg.n: (i + 1) * cfg.n]
+        fails = [{"sample": k, **failed(r)} for k, r in enumerate(mine) if failed(r)]
+        ok = [None if failed(r) else r["choices"][0] | {"usage": r["usage"]} for r in mine]
+        rec = {"id": p["id"], "messages": p["messages"],
+               "responses": [(c["content"] or "").strip() if c else "" for c in ok],
+               "n_tokens": [int(c["usage"].get("completion_tokens") or 0) if c else 0 for c in ok],
+               "truncated": [bool(c) and c["finish_reason"] == "length" for c in ok]}
+        if fails:
+            rec["failed"] = fails
+            n_failed += len(fails)
+        out.append(rec)
+    if n_failed:
+        where = f" (recorded in {client.cache.path}; retry_failed=True re-sends them)" if client.cache.path else ""
+        warnings.warn(f"{endpoint.label}: {n_failed} of {len(replies)} samples were refused by the server; their "
+                      f"responses are empty and listed in each record's 'failed' field{where}", stacklevel=3)
     return out
 
 
@@ -162,7 +183,7 @@ def provenance(policy, config: GenConfig) -> dict:
 
     if isinstance(policy, Endpoint):
         base = {"model": policy.model, "backend": "openai", "base_url": policy.base_url, "adapter": None,
-                "adapter_hash": None}
+                "adapter_hash": policy.revision}
     else:
         base = {**policy.provenance, "backend": "hf"}
     return {**base, "generation": asdict(config)}

@@ -33,7 +33,9 @@ def make_items(instructions: dict, baseline: dict, candidate: dict, baseline_nam
 
 
 def judge_pairs(judge, items: list[dict], seed: int = 0, progress: bool = True) -> list[dict]:
-    """Judge each item in a seeded random order; returns items with ``swapped``, ``p_first``, ``win``, ``preference``."""
+    """Judge each item in a seeded random order; returns items with ``swapped``, ``p_first``, ``win``, ``preference``
+    and, for an item whose request the judge's endpoint refused, ``failure: {status, message}`` (no verdict: NaN;
+    read from the judge's ``last_failures`` where it has them)."""
     for k, it in enumerate(items):
         for f in ("id", "instruction", "output_1", "output_2"):
             if f not in it:
@@ -42,11 +44,12 @@ def judge_pairs(judge, items: list[dict], seed: int = 0, progress: bool = True) 
     triples = [(it["instruction"], it["output_2"], it["output_1"]) if s else
                (it["instruction"], it["output_1"], it["output_2"]) for it, s in zip(items, flips)]
     p_first = judge(triples, progress=progress) if triples else []
+    failures = (getattr(judge, "last_failures", None) or {}) if triples else {}
     out = []
-    for it, s, p in zip(items, flips, p_first):
+    for k, (it, s, p) in enumerate(zip(items, flips, p_first)):
         win = p if s else 1.0 - p
         out.append({**it, "judge": judge.name, "swapped": s, "p_first": float(p), "win": float(win),
-                    "preference": float(1.0 + win)})
+                    "preference": float(1.0 + win), **({"failure": failures[k]} if k in failures else {})})
     return out
 
 
@@ -111,6 +114,12 @@ def head_to_head(candidate: list[dict], judges: list[tuple[object, str]], baseli
         cand_name = f"{cand_name} (candidate)"
     ids = {ins: index.get(ins, f"row{n}") for n, ins in enumerate(cand)}
     instructions = {ids[ins]: ins for ins in cand if ins in base}
+    if not cand:
+        raise ValueError(f"{where}: no rows to judge")
+    if not instructions:
+        raise ValueError(f"{where}: none of its {len(cand)} instructions has a baseline output "
+                         f"({'the baseline file' if baseline is not None else 'AlpacaEval reference ' + REFERENCE}); "
+                         "the instructions must match the baseline's exactly")
     outputs = {base_name: {ids[i]: base[i] for i in cand if i in base}, cand_name: {ids[i]: cand[i] for i in cand}}
     summary, judged = evaluate(instructions, outputs, [(base_name, cand_name)], judges, seed=seed, n_boot=n_boot,
                                lc_n_boot=lc_n_boot, progress=progress)

@@ -6,14 +6,26 @@ A judge is any object with ``name``, ``description`` and ``__call__(triples) -> 
 
 * :class:`AlpacaEvalJudge` (``api``) - AlpacaEval 2 through the ``alpaca_eval`` package itself: its
   ``PairwiseAnnotator`` with an annotator config by name (default ``alpaca_eval_gpt4_turbo_fn``, the paper's;
-  ``weighted_alpaca_eval_gpt4_turbo`` and every other config of alpaca_eval 0.6.6 work too) builds the prompts,
-  sends the config's decoding arguments (tools / logprobs / temperature ...) and parses the answers with the
-  config's parser; only the HTTP calls are ours, through :class:`flrlib.client.Client` (the ``JUDGE`` endpoint:
+  :func:`available_annotators` lists the configs of the installed alpaca_eval) builds the prompts, sends the
+  config's decoding arguments (tools / logprobs / temperature ...) and parses the answers with the config's
+  parser; only the HTTP calls are ours, always chat completions, through :class:`flrlib.client.Client` (the
+  ``JUDGE`` endpoint:
   ``FLR_JUDGE_BASE_URL`` / ``FLR_JUDGE_MODEL`` / ``FLR_JUDGE_API_KEY``; bounded concurrency, retries, every answer
   cached, resumable). The config's own model (``gpt-4-1106-preview``) has been shut down by its provider; the
   default model is :data:`flrlib.client.DEFAULT_JUDGE_MODEL` and the judge's name carries the model used.
   alpaca_eval's own output-order randomisation is switched off: ``judge_pairs`` already shows each pair in a
   seeded random order, recorded per item as ``swapped``, so that the first-position rate can be reported.
+  What every config gets, whatever its ``fn_completions`` (OpenAI, Anthropic, Bedrock, Cohere, vLLM, HF): the
+  request fields of :data:`REQUEST_FIELDS` from its ``completions_kwargs``, ``max_tokens_to_sample`` /
+  ``max_new_tokens`` as ``max_tokens``, and nothing else (``model_kwargs``, ``is_chatml_prompt``,
+  ``requires_chatml``, ``client_kwargs``, ``price_per_token`` ... configure a client or a local model, not a
+  request); a prompt in ChatML is sent as its messages, any other prompt as one user message, whatever the model's
+  name (alpaca_eval's own heuristic sends names containing "instruct" to the text-completion API, which an
+  OpenAI-compatible chat endpoint does not need). Configs whose ``tokens_to_avoid`` / ``tokens_to_favor`` need
+  tiktoken logit biases (several ``alpaca_farm`` ones) are refused with that reason. A pair whose request the
+  endpoint refuses (HTTP 400: a content-policy refusal, a prompt over the context ...) gets no verdict (NaN, as
+  alpaca_eval's decoder maps a refusal to an empty completion), is recorded in the judged item's ``failure`` and
+  counted; it never stops the run.
 * :class:`HFJudge` (``hf``) - a local chat model given AlpacaEval's ``alpaca_eval_clf`` prompt (read from the
   installed package); p_first from its next-token probabilities of ``m`` and ``M`` (no sampling).
 * :class:`RewardJudge` (``flr``, ``direct``) - any flrlib :class:`~flrlib.scoring.Scorer`: the output with the
@@ -26,10 +38,23 @@ import re
 
 DEFAULT_ANNOTATOR = "alpaca_eval_gpt4_turbo_fn"   # the paper's AlpacaEval 2 annotator config
 CLF_PROMPT = "evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt"
-# alpaca_eval decoder arguments that are not request fields
-_NOT_REQUEST = {"num_procs", "batch_size", "price_per_token", "client_config_path", "client_kwargs", "n_retries",
-                "sleep_time", "is_strip", "is_chat", "requires_chatml", "openai_organization_ids", "openai_api_keys",
-                "openai_api_base", "tokens_to_avoid", "tokens_to_favor", "is_skip_multi_tokens_to_avoid"}
+# what a config's completions_kwargs may put in a chat-completions request; everything else configures a client or a
+# local model (num_procs, batch_size, price_per_token, client_kwargs, model_kwargs, is_chatml_prompt ...) and is dropped
+REQUEST_FIELDS = {"temperature", "top_p", "max_tokens", "stop", "seed", "logprobs", "top_logprobs", "tools",
+                  "tool_choice", "presence_penalty", "frequency_penalty", "response_format", "logit_bias"}
+RENAMED = {"max_tokens_to_sample": "max_tokens", "max_new_tokens": "max_tokens"}  # Anthropic / HF / vLLM names
+
+
+def available_annotators() -> list[str]:
+    """The annotator configs of the installed alpaca_eval (folders of ``evaluators_configs`` with a configs.yaml)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("alpaca_eval")
+    names = set()
+    for loc in (spec.submodule_search_locations if spec else None) or []:
+        names |= {p.parent.name for p in (Path(loc) / "evaluators_configs").glob("*/configs.yaml")}
+    return sorted(names)
 
 
 def _alpaca_eval():
@@ -40,10 +65,9 @@ def _alpaca_eval():
     level = root.level
     try:
         from alpaca_eval import annotators, utils
-        from alpaca_eval.decoders.openai import _requires_chatml
     finally:
         root.setLevel(level)
-    return annotators, utils, _requires_chatml
+    return annotators, utils
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -58,47 +82,66 @@ class AlpacaEvalJudge:
     """
 
     def __init__(self, annotator: str = DEFAULT_ANNOTATOR, endpoint=None, cache="auto", concurrency: int = 8,
-                 timeout: float | None = None, max_retries: int | None = None, seed: int = 0):
+                 timeout: float | None = None, max_retries: int | None = None, seed: int = 0,
+                 retry_failed: bool = False):
+        from pathlib import Path
+
         from .client import Client, Endpoint
         from .paths import cache_dir, slug
 
-        annotators, self._ae_utils, self._requires_chatml = _alpaca_eval()
+        if not Path(annotator).exists() and annotator not in available_annotators():
+            raise ValueError(f"unknown alpaca_eval annotator config {annotator!r}; the installed alpaca_eval has: "
+                             f"{', '.join(available_annotators())} (or give a path to a configs.yaml)")
+        annotators, self._ae_utils = _alpaca_eval()
         self.endpoint = endpoint or Endpoint.from_env("JUDGE")
         path = cache_dir() / "judge" / f"{slug(self.endpoint.model)}.jsonl" if cache == "auto" else cache
         self.client = Client(self.endpoint, cache=path, concurrency=concurrency, timeout=timeout,
-                             max_retries=max_retries)
+                             max_retries=max_retries, retry_failed=retry_failed)
         self.annotator_config = annotator
-        self.annotator = annotators.PairwiseAnnotator(annotators_config=annotator, caching_path=None, seed=seed,
-                                                      is_avoid_reannotations=False, is_randomize_output_order=False)
-        for single in self.annotator.annotators.values():  # only the completions are ours
-            single.fn_completions = self._completions
-            single.completions_kwargs = {**single.completions_kwargs, "model_name": self.endpoint.model}
+        self.annotator = _annotator_class(annotators.PairwiseAnnotator, self._completions, self.endpoint.model)(
+            annotators_config=annotator, caching_path=None, seed=seed, is_avoid_reannotations=False)
+        self.refused: dict[str, dict] = {}   # prompt -> failure, of the requests the endpoint refused
+        self.last_failures: dict[int, dict] = {}  # triple index -> failure, of the latest call
         self.progress = True
         self.name = f"alpaca_eval:{annotator}:{self.endpoint.model}"
         self.description = (f"alpaca_eval annotator {annotator} (its prompt, decoding arguments and parser) with "
                             f"{self.endpoint.label}")
 
-    def _completions(self, prompts, model_name: str, max_tokens: int = 2048, **decoding) -> dict:
-        """alpaca_eval's ``fn_completions`` contract (as ``openai_completions``), through our client."""
-        import time
-
-        from .client import text
-
+    def request_fields(self, decoding: dict) -> dict:
+        """The request fields of a config's ``completions_kwargs`` (see the module doc)."""
         unsupported = sorted(k for k in ("tokens_to_avoid", "tokens_to_favor") if decoding.get(k))
         if unsupported:
             raise ValueError(f"annotator {self.annotator_config}: {unsupported} need tiktoken logit biases, which "
                              "an arbitrary OpenAI-compatible endpoint does not share; pick another config")
-        chat = decoding.pop("requires_chatml", self._requires_chatml(model_name))
-        if not chat:
-            raise ValueError(f"annotator {self.annotator_config} with model {model_name!r}: text-completion models "
-                             "are not supported (chat models only)")
-        request = {"top_p": 1.0, "temperature": 0.7,  # alpaca_eval's defaults when a config sets neither
-                   **{k: v for k, v in decoding.items() if k not in _NOT_REQUEST}, "max_tokens": max_tokens}
-        requests = [{"messages": self._ae_utils.prompt_to_chatml(p.strip()), **request} for p in prompts]
+        request = {"top_p": 1.0, "temperature": 0.7, "max_tokens": 2048}  # openai_completions' defaults
+        for k, v in decoding.items():
+            k = RENAMED.get(k, k)
+            if k in REQUEST_FIELDS and v is not None:
+                request[k] = v
+        return request
+
+    def messages(self, prompt: str) -> list[dict]:
+        p = prompt.strip()
+        if p.startswith("<|im_start|>") and p.endswith("<|im_end|>"):
+            return self._ae_utils.prompt_to_chatml(p)
+        return [{"role": "user", "content": p}]
+
+    def _completions(self, prompts, model_name: str, **decoding) -> dict:
+        """alpaca_eval's ``fn_completions`` contract (as ``openai_completions``), through our client."""
+        import time
+
+        from .client import failed, text
+
+        request = self.request_fields(decoding)
+        requests = [{"messages": self.messages(p), **request} for p in prompts]
         start = time.time()
         replies = self.client.chat(requests, progress=self.progress, desc=self.name)
         per = (time.time() - start) / max(1, len(prompts))
-        choices = [r["choices"][0] for r in replies]
+        for p, r in zip(prompts, replies):
+            if failed(r):
+                self.refused[p] = failed(r)
+        choices = [{"content": "", "logprobs": None, "finish_reason": "refused"} if failed(r) else r["choices"][0]
+                   for r in replies]
         texts = [text(c) or " " for c in choices]  # alpaca_eval turns an empty answer into " "
         return {"completions": texts, "price_per_example": [float("nan")] * len(texts),
                 "time_per_example": [per] * len(texts),
@@ -107,14 +150,44 @@ class AlpacaEvalJudge:
                                     for t, c in zip(texts, choices)]}
 
     def __call__(self, triples, progress: bool = True) -> list[float]:
-        self.progress = progress
+        """p_first per triple; ``last_failures`` maps the index of each triple whose request the endpoint refused
+        to that failure (its p_first is NaN)."""
+        self.progress, self.refused, self.last_failures = progress, {}, {}
         rows = [{"instruction": i, "output_1": a, "output_2": b} for i, a, b in triples]
         if not rows:
             return []
         out = self.annotator.annotate_pairs(rows)
         prefs = [r.get("preference") for r in out]
         # preference 1 = output_1 (the one shown first) is better, 2 = output_2; None / NaN = no parsable verdict
-        return [float("nan") if p is None or p != p else 2.0 - float(p) for p in prefs]
+        p_first = [float("nan") if p is None or p != p else 2.0 - float(p) for p in prefs]
+        for prompt, failure in self.refused.items():  # the prompt that carried each refused triple (one per pair)
+            for k, (ins, a, b) in enumerate(triples):
+                if k not in self.last_failures and all(x.strip() in prompt for x in (ins, a, b)):
+                    self.last_failures[k] = failure
+                    p_first[k] = float("nan")
+                    break
+        return p_first
+
+
+def _annotator_class(pairwise, completions, model_name: str):
+    """alpaca_eval's ``PairwiseAnnotator`` whose single annotators get our ``fn_completions``, the endpoint's model
+    and no output-order randomisation *in place of* their config's (``lmsys_gpt4`` / ``aviary_gpt4`` set
+    ``is_randomize_output_order`` themselves: given once more as a keyword it is a TypeError), before they are built
+    (so a config naming another provider's decoder does not import that provider's package)."""
+
+    class Annotator(pairwise):
+        @property
+        def SingleAnnotator(self):  # noqa: N802 - alpaca_eval's name
+            single = super().SingleAnnotator
+
+            def make(**config):
+                config.update(fn_completions=completions, is_randomize_output_order=False,
+                              completions_kwargs={**(config.get("completions_kwargs") or {}), "model_name": model_name})
+                return single(**config)
+
+            return make
+
+    return Annotator
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -240,7 +313,7 @@ class RewardJudge:
 
 def make_judges(names: list[str], flr_scorer=None, hf_model: str | None = None, device: str = "auto",
                 dtype: str = "auto", hf_max_output_tokens: int = 512, annotator: str = DEFAULT_ANNOTATOR,
-                endpoint=None, concurrency: int = 8) -> list[tuple[object, str]]:
+                endpoint=None, concurrency: int = 8, retry_failed: bool = False) -> list[tuple[object, str]]:
     """``(judge, label)`` for each name: ``flr`` (the in-loop FLR: ``flr_scorer``, the very scorer that mined the
     pairs, e.g. ``mining.build_scorer(**summary["provenance"]["scorer_args"])``), ``hf`` (``hf_model`` with the
     AlpacaEval prompt), ``direct`` (Direct likelihood of ``hf_model``), ``api`` (:class:`AlpacaEvalJudge` with
@@ -272,7 +345,8 @@ def make_judges(names: list[str], flr_scorer=None, hf_model: str | None = None, 
             out.append((RewardJudge(sc, name=f"direct:{hf_model}"),
                         f"independent of the mining signal: mean token log-prob of the output under {hf_model}"))
         elif name == "api":
-            j = AlpacaEvalJudge(annotator=annotator, endpoint=endpoint, concurrency=concurrency)
+            j = AlpacaEvalJudge(annotator=annotator, endpoint=endpoint, concurrency=concurrency,
+                                retry_failed=retry_failed)
             out.append((j, f"independent: {j.endpoint.model}, AlpacaEval 2 annotator {annotator} (alpaca_eval)"))
         else:
             raise ValueError(f"unknown judge {name!r}; use flr, hf, direct or api")

@@ -13,6 +13,8 @@
   length-balanced and length-residualised accuracy, agreement with "longer wins" (:func:`pairwise_length_metrics`
   collects them in one flat dict); partial correlations given length for ratings and systems
   (:func:`rating_length_metrics`, :func:`system_length_metrics`).
+* Style control (length and markdown together, as Chatbot Arena's style control counts them): the margin regressed on
+  the length and markdown differences before counting (:func:`style_controlled_accuracy`).
 * Bank ablations from per-follow-up values: accuracy vs follow-ups per category and polarity, per category,
   leave one category out, positives / negatives only (:func:`bank_size_ablation`; rewards as ``Scorer._finish``).
 """
@@ -452,6 +454,74 @@ def pairwise_length_metrics(chosen, rejected, len_chosen, len_rejected, threshol
          correlation_ci(c - r, log_length_ratio(len_chosen, len_rejected), "pearson", **kw))
     _put(out, "acc_length_heuristic", accuracy_ci(len_chosen, len_rejected, **kw))
     return out
+
+
+# -- style control: length and markdown together (issue 24) ------------------------------------------------------
+
+def style_differences(len_chosen, len_rejected, md_chosen, md_rejected) -> np.ndarray:
+    """The style covariates of each pair, an (n, 4) array: column 0 the log length ratio d (as
+    :func:`log_length_ratio`), columns 1-3 the markdown differences of headers, list items and bold spans
+    normalised as Chatbot Arena's style control does them, (c - r) / (c + r + 1) (lmsys/FastChat
+    ``rating_systems.preprocess_for_style``: ``style_diff / (style_sum + 1)``). ``md_*``: (n, 3) counts in the
+    order (header, list, bold) (:func:`flrlib.style.markdown_counts`). Both transforms flip sign exactly when the
+    two sides are swapped."""
+    d = log_length_ratio(len_chosen, len_rejected)
+    mc, mr = np.asarray(md_chosen, dtype=float), np.asarray(md_rejected, dtype=float)
+    if mc.shape != (len(d), 3) or mr.shape != (len(d), 3):
+        raise ValueError(f"markdown counts must be ({len(d)}, 3) arrays (header, list, bold), got {mc.shape} and "
+                         f"{mr.shape}")
+    if (mc < 0).any() or (mr < 0).any() or not (np.isfinite(mc).all() and np.isfinite(mr).all()):
+        raise ValueError("markdown counts must be finite and >= 0")
+    return np.column_stack([d, (mc - mr) / (mc + mr + 1)])
+
+
+def _style_correct(m, *cols, rtol: float = 1e-9):
+    """Per-pair correctness of m - X beta, beta = OLS of m on X = cols with intercept (along the last axis), from the
+    normal equations of the centred data; ``np.linalg.pinv`` of the k x k Gram matrix so that a constant (e.g.
+    all-zero) column gets coefficient 0 instead of failing."""
+    x = np.stack(cols, axis=-1)                                   # (..., n, k)
+    xc = x - x.mean(-2, keepdims=True)
+    mc = m - m.mean(-1, keepdims=True)
+    gram = np.swapaxes(xc, -1, -2) @ xc                           # (..., k, k)
+    beta = (np.linalg.pinv(gram, hermitian=True) @ (np.swapaxes(xc, -1, -2) @ mc[..., None]))[..., 0]  # (..., k)
+    e = m - (x @ beta[..., None])[..., 0]
+    tol = rtol * np.abs(m).max(-1, keepdims=True)
+    return np.where(e > tol, 1.0, np.where(e >= -tol, 0.5, 0.0)), beta
+
+
+def style_controlled_accuracy(chosen, rejected, len_chosen, len_rejected, md_chosen, md_rejected,
+                              n_boot: int = 2000, seed: int = 0, alpha: float = 0.05, rtol: float = 1e-9) -> dict:
+    """Accuracy of the margin once its linear dependence on length AND markdown is removed: the multivariate
+    sibling of :func:`length_residualised_accuracy`.
+
+    How: with m_i = r_c - r_r and the style covariates x_i = (log length ratio, header, list and bold differences
+    normalised as Chatbot Arena's style control, :func:`style_differences`), fit over the benchmark
+    m_i = a + x_i . beta + e_i by ordinary least squares with an intercept. ``a`` is the scorer's preference for the
+    chosen side at equal style, ``beta`` its style sensitivities; pair i is judged on m_i - x_i . beta = a + e_i:
+    correct when > 0, half when 0 (within ``rtol`` x max|m|), wrong otherwise. As for length alone, the intercept
+    keeps the model swap-equivariant (m, x and the label flip together). Unlike Arena, which fits a logistic
+    (Bradley-Terry) model of the outcome with standardised features, this regresses the margin itself, as the
+    length-residualised accuracy does; feature scaling does not change the verdicts, so no standardisation.
+
+    ``{"value", "ci_low", "ci_high", "n", "ties", "beta": [length, header, list, bold]}``; CI: bootstrap over pairs,
+    beta refitted on each resample. A scorer whose margin is exactly linear in the covariates with no intercept
+    (e.g. reward = log length) gets value 0.5 with ``ties == n``.
+    """
+    c, r = _arrays(chosen, rejected)
+    pairwise_correct(c, r)  # NaN check
+    x = style_differences(len_chosen, len_rejected, md_chosen, md_rejected)
+    m = c - r
+    if len(m) != len(x):
+        raise ValueError(f"arrays must have the same length, got {len(m)} scores and {len(x)} style rows")
+    if not len(m):
+        return {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "ties": 0,
+                "beta": [float("nan")] * 4}
+    cols = [x[:, k] for k in range(x.shape[1])]
+    correct, beta = _style_correct(m, *cols, rtol=rtol)
+    lo, hi = bootstrap_ci(lambda a, *xs, axis=-1: _style_correct(a, *xs, rtol=rtol)[0].mean(-1), m, *cols,
+                          n_boot=n_boot, seed=seed, alpha=alpha, vectorized=True)
+    return {"value": float(correct.mean()), "ci_low": lo, "ci_high": hi, "n": int(len(m)),
+            "ties": int((correct == 0.5).sum()), "beta": [float(b) for b in beta]}
 
 
 # -- ratings and systems: correlation with the target once length is partialled out ----------------------------

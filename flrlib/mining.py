@@ -150,16 +150,21 @@ def mine(policy, scorer, prompts: list[dict], gen_config, out_dir, min_margin: f
 
     Files: ``samples.cache.jsonl`` (generation, resumable), ``samples.jsonl`` (prompts, responses, rewards),
     ``dpo_pairs.jsonl``, ``kto_rows.jsonl``, ``summary.json`` (counts, reward/margin statistics, provenance).
+
+    Several ranks (every rank calls this with the same arguments): the samples are generated once, by rank 0 (one
+    request per prompt to a server, not one per rank; its ``samples.cache.jsonl``), and sent to every rank; every
+    rank then scores the same samples (a data-parallel ``scorer`` deals the batches) and gets the same files.
     """
     from pathlib import Path
 
     from .generate import generate
     from .generate import provenance as gen_provenance
+    from .parallel import once
     from .results import write_json, write_jsonl
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    samples = generate(policy, prompts, gen_config, cache=out / "samples.cache.jsonl", progress=progress)
+    samples = once(generate, policy, prompts, gen_config, cache=out / "samples.cache.jsonl", progress=progress)
     scored = score_samples(scorer, samples, progress=progress)
     pairs = dpo_pairs(scored, min_margin)
     kto = kto_rows(pairs, kto_batch_size, seed)

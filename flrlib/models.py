@@ -187,12 +187,22 @@ def _from_pretrained(cls, name: str, **kw):
 
 
 def pick_device(device: str = "auto") -> str:
+    """``device`` unless ``"auto"``: a GPU (under a multi-process launch, ``WORLD_SIZE`` > 1, the GPU of this
+    process's ``LOCAL_RANK``: ``cuda:<local rank>``, so that each rank's models land on its own GPU), else MPS, else
+    the CPU."""
     import torch
 
     if device != "auto":
         return device
     if torch.cuda.is_available():
-        return "cuda"
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 or os.environ.get("LOCAL_RANK") is None:
+            return "cuda"
+        local, count = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local >= count:
+            raise ModelNotAvailable(f"LOCAL_RANK={local} but this process sees {count} GPU(s) "
+                                    f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): launch at "
+                                    "most one process per visible GPU, or pass an explicit device")
+        return f"cuda:{local}"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
@@ -202,7 +212,8 @@ def pick_dtype(dtype: str, device: str):
     import torch
 
     if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        gpu = str(device).startswith("cuda")
+        return torch.bfloat16 if gpu and torch.cuda.is_bf16_supported() else torch.float32
     return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
             "float16": torch.float16, "fp16": torch.float16}[dtype]
 

@@ -4,7 +4,9 @@ The one paired-comparison path of the package: rows are matched by id in the per
 :mod:`flrlib.benchmarks` writes, and every number comes from :func:`flrlib.metrics.paired_diff` (differences) and
 :func:`flrlib.metrics.metric_ci` (each scorer's own value). Notebook 03's FLR-vs-Direct table
 (:func:`paired_comparison`), notebook 04's FT-FLR comparison (:func:`compare`, :func:`compare_pooled`,
-:func:`write_comparison`) and notebook 07's tables all go through here.
+:func:`write_comparison`) and notebook 07's tables all go through here. The files are found by the naming rules of
+:mod:`flrlib.results` (:func:`~flrlib.results.result_path`); :func:`reward_results` lists them for
+:mod:`flrlib.reporting`, which imports this module and never the other way round.
 """
 from __future__ import annotations
 
@@ -15,13 +17,28 @@ import pandas as pd
 
 from . import metrics
 from .paths import portable
-from .results import area, read_json, read_jsonl, stamp, write_json
+from .results import (REWARD_AREA, area, number, read_json, read_jsonl, read_per_sample, result_path,
+                      result_records, stamp, write_json)
 
-AREA = "reward_benchmarks"
+AREA = REWARD_AREA
 
 
-def _per_sample(path) -> list[dict]:
-    return read_jsonl(str(path)[: -len(".json")] + ".jsonl", producer="03")
+def reward_results(profile: str, tags: list[str] | None = None, benchmarks: list[str] | None = None,
+                   models: list[str] | None = None) -> pd.DataFrame:
+    """One row per reward-benchmark result file (flat keys; ``provenance`` dropped, ``path`` added), optionally
+    only some tags, benchmarks and model specs; ``null`` numbers are NaN. Raises if there are none."""
+    drop = ("provenance", "model_means", "model_mean_lengths", "followup_layout")
+    df = _nulls_as_nan(pd.DataFrame([{k: v for k, v in rec.items() if k not in drop}
+                                     for rec in result_records(profile, REWARD_AREA, producer="03")]))
+    for col, keep in (("tag", tags), ("benchmark", benchmarks), ("model", models)):
+        if keep:
+            df = df[df[col].isin(keep)]
+    return df.reset_index(drop=True)
+
+
+def _nulls_as_nan(df: pd.DataFrame) -> pd.DataFrame:
+    """``null`` in a result file is an undefined number (:mod:`flrlib.results`): NaN in a table."""
+    return df.apply(lambda c: c.map(lambda v: np.nan if v is None else v) if c.dtype == object else c).infer_objects()
 
 
 def _values(kind: str, rows: list[dict]) -> np.ndarray:
@@ -32,7 +49,7 @@ def model_means(rows: list[dict]) -> dict:
     """Mean reward per AlpacaEval model (system-level rows)."""
     by = {}
     for r in rows:
-        by.setdefault(r["model"], []).append(r["reward"])
+        by.setdefault(r["model"], []).append(number(r["reward"]))
     return {m: float(np.mean(v)) for m, v in by.items()}
 
 
@@ -43,8 +60,6 @@ def model_means(rows: list[dict]) -> dict:
 def paired_rows(profile: str, benchmark: str, model: str, tags, ids=None) -> tuple[str, dict, list[str]]:
     """``(kind, {tag: [row, ...]}, ids)`` from the per-sample files, in the order of ``ids`` (default: the rows of
     the first tag). Every tag must hold every id - a file may hold more rows, e.g. notebook 03's larger subset."""
-    from .benchmarks import result_path
-
     flat, rows = {}, {}
     for t in tags:
         p = result_path(profile, benchmark, t, model)
@@ -83,8 +98,6 @@ def compare(profile: str, benchmark: str, model: str, tags=("ft_flr", "flr", "di
     "differences": [{benchmark, kind, a, b, metric, value_a, value_b, n, diff, ci_low, ci_high, p_value, ...}]}``
     for every pair of tags (:func:`flrlib.metrics.paired_diff`). Per-tag values are recomputed on these rows.
     """
-    from .benchmarks import result_path
-
     kind, per_tag, _ = paired_rows(profile, benchmark, model, tags, ids)
     out = _stats(benchmark, kind, per_tag, n_boot, seed)
     for sc in out["scores"]:
@@ -137,14 +150,12 @@ def paired_comparison(profile: str, a: str = "flr", b: str = "direct", n_boot: i
     rows. System: Pearson-vs-ELO difference of the per-model mean rewards, CI over models. A last row per model
     pools the pairs of all pairwise benchmarks (``benchmark="pairwise (pooled)"``).
     """
-    from .reporting import reward_results
-
     df = reward_results(profile, [a, b], benchmarks, models)
     out, pooled = [], {}
     for (bench, model), g in df.groupby(["benchmark", "model"], sort=False):
         if set(g.tag) != {a, b}:
             continue
-        ra, rb = (_per_sample(g[g.tag == t].iloc[0]["path"]) for t in (a, b))
+        ra, rb = (read_per_sample(g[g.tag == t].iloc[0]["path"]) for t in (a, b))
         kind = g.iloc[0]["kind"]
         if kind == "system":
             from .data import system_targets

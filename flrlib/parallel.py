@@ -1,6 +1,7 @@
 """Data parallel across processes launched by ``accelerate launch`` / ``torchrun`` (which set ``RANK`` and
-``WORLD_SIZE``): this process's rank, and the two collectives the Scorer and the runner need, over gloo (CPU
-objects; works beside an NCCL group that a Trainer may have set up in the same process).
+``WORLD_SIZE``): this process's rank, the two collectives the Scorer, the trainers and the runner need, over gloo
+(CPU objects; works beside an NCCL group that a Trainer may have set up in the same process), and :func:`once`
+(work done by rank 0 alone, its result on every rank: requests to a server, sampling).
 
 ``world()`` is ``(0, 1)`` in a plain run, and nothing here imports torch then.
 """
@@ -24,9 +25,12 @@ def _group():
     global _GROUP
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    if not dist.is_initialized():  # with GPUs, NCCL for CUDA tensors too: a Trainer's DDP later reuses this group
+        import torch
+
         hours = float(os.environ.get("FLR_DIST_TIMEOUT_H", "48"))
-        dist.init_process_group("gloo", timeout=datetime.timedelta(hours=hours))
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(hours=hours))
     if _GROUP is None:
         _GROUP = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
     return _GROUP
@@ -48,3 +52,28 @@ def barrier() -> None:
         import torch.distributed as dist
 
         dist.barrier(group=_group())
+
+
+class Rank0Failed(RuntimeError):
+    """Raised on the other ranks when the work :func:`once` gave rank 0 failed there (rank 0 raises the error)."""
+
+
+def once(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` run by rank 0 alone, its (picklable) result returned on every rank: for work that must
+    happen once whatever the number of ranks (requests to a server or an API, sampling). A plain run just calls it.
+    If it fails on rank 0, rank 0 raises the error and the other ranks raise :class:`Rank0Failed` naming it (nobody
+    waits forever)."""
+    rank, n = world()
+    if n == 1:
+        return fn(*args, **kwargs)
+    result, error = None, None
+    if rank == 0:
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - sent to the other ranks, re-raised here
+            all_gather((None, f"{type(e).__name__}: {e}"))
+            raise
+    result, error = all_gather((result, None) if rank == 0 else None)[0]
+    if error:
+        raise Rank0Failed(f"on rank 0: {error}")
+    return result

@@ -12,9 +12,14 @@ server) and its API calls. Inputs, all read without a model or the network:
 
 Time model. Scoring time is tokens over the measured token rate (conversations/s x tokens per conversation of the
 measurement); a rate of another GPU kind is scaled by the datasheet bf16 peak (generation: by memory bandwidth).
-On N GPUs a step that the runner shards (scoring in 03-05, DDP training) takes 1/N; generation is not sharded (every
-rank generates every sample) and neither is a step of a notebook that runs on rank 0 alone. Model loading, data
-downloads and tokenisation are not counted.
+Training is LoRA on a frozen base: about 4N FLOPs per trained token (forward 2N, backward through the activations
+2N; no weight gradients for the base), plus 2N per token for each extra forward without gradients: DPO's reference
+forward (6N), KTO's reference forward and the policy's and the reference's KL forwards (10N); GRPO at TRL's default
+beta 0 has none (4N). On N GPUs a step that runs data-parallel (scoring through the Scorer, training through
+accelerate/TRL) in a notebook of the runner's ``parallel`` list takes 1/N; requests to a generation server are sent
+once (rank 0) and timed on the server's GPU; a step of a notebook that runs on rank 0 alone is not divided. GRPO has
+a fixed number of optimizer steps, each rank sampling its own completions: N GPUs take the same time and train on N
+times the completions. Model loading, data downloads and tokenisation are not counted.
 """
 from __future__ import annotations
 
@@ -29,6 +34,17 @@ from .profiles import load_profile, notebook_parameters
 TABLE = ROOT / "configs" / "throughput.yaml"
 HUB_MODELS_GATED = ("meta-llama/",)
 PARAMS_8B = 8.0e9
+# FLOPs per trained token in units of N parameters, LoRA on a frozen base (see the module docstring)
+PASSES = {"sft": 4, "dpo": 6, "kto": 10, "grpo": 4}
+BUDGET_H = 24.0  # the target for the paper profile on one 8-GPU node (issue 23)
+
+
+def resolve_kind(table: dict, kind: str) -> str:
+    """The table's spelling of a GPU kind, matched case-insensitively; a ValueError lists the known kinds."""
+    known = {k.lower(): k for k in table["gpus"]}
+    if str(kind).lower() not in known:
+        raise ValueError(f"unknown GPU kind {kind!r}; configs/throughput.yaml knows: {', '.join(sorted(known.values()))}")
+    return known[str(kind).lower()]
 
 
 def load_table(path: str | Path = TABLE) -> dict:
@@ -57,7 +73,7 @@ class Planner:
 
         self.prof = load_profile(profile)
         self.table = table or load_table()
-        self.kind = kind
+        self.kind = resolve_kind(self.table, kind)
         self.reg = registry()
         self.work = self.table["workload"]
         self.fu = self.work["followup_tokens"]
@@ -65,6 +81,7 @@ class Planner:
         self.unknown: list[str] = []  # benchmarks without a size in the registry (not counted)
         self.server_requests = 0  # requests to a generation server (not a paid API)
         self.steps: list[dict] = []
+        self.per_rank: list[str] = []  # steps whose time does not shrink with N (each rank does the same work)
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def params(self, notebook: str) -> dict:
@@ -115,11 +132,12 @@ class Planner:
         self._note(row, note)
         return tokens / (row["value"] * f), row["basis"] != "measured"
 
-    def train_seconds(self, tokens: float, reference: bool) -> tuple[float, bool]:
+    def train_seconds(self, tokens: float, method: str) -> tuple[float, bool]:
+        """LoRA training time of ``tokens`` trained tokens: ``PASSES[method]`` x N FLOPs each at the table's MFU."""
         row, f, note = _rate(self.table, "train", self.kind)
         self._note(row, note)
         peak = self.table["gpus"][self.kind]["bf16_dense_tflops"] * 1e12
-        flops = tokens * PARAMS_8B * (8 if reference else 6)
+        flops = tokens * PARAMS_8B * PASSES[method]
         return flops / (peak * row["value"]), row["basis"] != "measured"
 
     def _note(self, row: dict, scaled: str) -> None:
@@ -129,10 +147,12 @@ class Planner:
             self.notes.append(text)
 
     def add(self, notebook, what, rows=None, tokens=None, samples=None, steps=None, seconds=(0.0, False),
-            sharded=True, needs=(), api_calls=0):
+            sharded=True, needs=(), api_calls=0, server=False):
+        """``sharded``: divided over the ranks when the notebook runs on every rank; ``server``: time on the
+        generation server's GPU (requests sent once), not on the node's."""
         self.steps.append({"notebook": notebook, "what": what, "rows": rows, "tokens": tokens, "samples": samples,
                            "steps": steps, "seconds": seconds[0], "estimate": seconds[1], "sharded": sharded,
-                           "needs": list(needs), "api_calls": api_calls})
+                           "needs": list(needs), "api_calls": api_calls, "server": server})
 
     # -- the steps ---------------------------------------------------------------------------------------------
     def scoring(self, notebook: str, benchmarks: list[str], scorers: list[str], models: list[str], cap, rating_cap,
@@ -162,7 +182,7 @@ class Planner:
                 continue
             k = len(models)
             if unknown:
-                self.unknown.append(f"{notebook} {scorer}: {', '.join(unknown)}")
+                self.unknown.append(f"{notebook} {scorer}: {', '.join(unknown)} (no size in data/registry.yaml)")
             self.add(notebook, f"score {scorer}{label} ({k} model{'s' if k > 1 else ''})", rows * k, toks * k,
                      seconds=(secs * k, est),
                      needs=self.hub_needs(benchmarks, models))
@@ -196,6 +216,9 @@ class Planner:
             bench = list(p["benchmarks"])
             self.scoring("03_reward_benchmarks", bench, p["scorers"], models, p["max_examples"],
                          p.get("rating_examples"), p.get("legacy_max_examples") or 0)
+            if p.get("rm_bench_benchmarks"):  # 3 + 3 styled responses per prompt: not in this time model yet
+                self.unknown.append(f"03_reward_benchmarks RM-Bench ({', '.join(p['rm_bench_benchmarks'])}): "
+                                    "its 3 + 3 responses per prompt are not in this plan's time model yet")
         if "04_feedback_finetune" in names:
             self.feedback(self.params("04_feedback_finetune"))
         if "05_preference_mining" in names:
@@ -214,7 +237,7 @@ class Planner:
         tokens = n * min(a["sft_example_tokens"], p["max_length"]) * p["epochs"]
         per_step = p["batch_size"] * p["grad_accum"]
         steps = {g: math.ceil(n * p["epochs"] / (per_step * g)) for g in (1, 8)}
-        self.add(nb, "LoRA SFT (FT-FLR)", n, tokens, steps=steps, seconds=self.train_seconds(tokens, False),
+        self.add(nb, "LoRA SFT (FT-FLR)", n, tokens, steps=steps, seconds=self.train_seconds(tokens, "sft"),
                  needs=self.model_needs([p["model"]]) + hub)
         self.scoring(nb, list(p["benchmarks"]), ["ft_flr"], [p["model"]], p["max_examples"], p.get("rating_examples"))
 
@@ -226,7 +249,7 @@ class Planner:
         hub = ["Hub dataset berkeley-nest/Nectar"] if p["mining_source"] in ("nectar", "auto") else []
         if p.get("gen_backend") == "openai":  # requests to an OpenAI-compatible server, one per sample
             self.add(nb, f"generate {p['n_samples']} samples per prompt (server)", n, samples * new, samples=samples,
-                     seconds=self.gen_seconds(samples * new, server=True), sharded=False,
+                     seconds=self.gen_seconds(samples * new, server=True), sharded=False, server=True,
                      needs=["generation server: FLR_GEN_BASE_URL, FLR_GEN_MODEL (vllm serve / SGLang) serving "
                             f"{p['policy_model']}"] + hub)
             self.server_requests += samples
@@ -249,12 +272,19 @@ class Planner:
             tokens = rows * per_row * min(seq, cfg.get("max_length", seq)) * epochs
             steps = {g: math.ceil(rows * epochs / (per_step * g)) for g in (1, 8)}
             self.add(nb, f"{method.upper()} (LoRA, at most {rows:,} rows)", rows, tokens, steps=steps,
-                     seconds=self.train_seconds(tokens, True), sharded=False,
-                     needs=self.model_needs([p["policy_model"]]))
+                     seconds=self.train_seconds(tokens, method), needs=self.model_needs([p["policy_model"]]))
         n_eval = p["max_examples"] or 805
         new = min(a["new_tokens"], p["eval_max_new_tokens"])
-        self.add(nb, "evaluation outputs (base, dpo, kto)", n_eval, 3 * n_eval * new, samples=3 * n_eval,
-                 seconds=self.gen_seconds(3 * n_eval * new), sharded=False)
+        if p.get("gen_backend") == "openai":  # base + adapters by name from one server, requested once
+            self.add(nb, "evaluation outputs (base, dpo, kto; server)", n_eval, 3 * n_eval * new, samples=3 * n_eval,
+                     seconds=self.gen_seconds(3 * n_eval * new, server=True), sharded=False, server=True,
+                     needs=[f"generation server: FLR_GEN_BASE_URL serving {p['policy_model']} with its adapters by "
+                            "name (vllm serve --enable-lora --max-lora-rank 8 --lora-modules dpo=<06 out>/dpo/adapter "
+                            "kto=<06 out>/kto/adapter), started after DPO and KTO"])
+            self.server_requests += 3 * n_eval
+        else:
+            self.add(nb, "evaluation outputs (base, dpo, kto)", n_eval, 3 * n_eval * new, samples=3 * n_eval,
+                     seconds=self.gen_seconds(3 * n_eval * new), sharded=False)
         comparisons = 5
         if "api" in p["judges"]:
             self.add(nb, "judge api (AlpacaEval 2)", n_eval * comparisons, sharded=False,
@@ -262,12 +292,35 @@ class Planner:
         if "flr" in p["judges"]:
             c = 4 * n_eval
             per = a["prompt_tokens"] + new + self.fu
-            self.add(nb, "judge flr (reference + 3 policies)", c, c * per, seconds=self.score_seconds(c * per),
-                     sharded=False)
+            self.add(nb, "judge flr (reference + 3 policies)", c, c * per, seconds=self.score_seconds(c * per))
+        if p.get("grpo"):
+            self.grpo(p, p["grpo"])
+
+    def grpo(self, p: dict, g: dict) -> None:
+        """Online GRPO against FLR: per optimizer step each rank samples, scores and trains on
+        ``per_device_train_batch_size x gradient_accumulation_steps`` completions (in-process generation)."""
+        nb, a = "06_alignment", self.work["assumed"]
+        steps = g.get("max_steps", 0)
+        if not steps or steps < 0:
+            self.unknown.append(f"{nb} GRPO: no max_steps (an epoch-based GRPO run is not counted)")
+            return
+        per_rank = steps * g.get("per_device_train_batch_size", 8) * g.get("gradient_accumulation_steps", 1)
+        new = min(a["new_tokens"], g.get("max_completion_length", 256))
+        cats = g.get("categories") or []
+        fu = self.fu * (len(cats) / 6 if cats else 1) if g.get("scorer", "flr") != "direct" else 0
+        gen = self.gen_seconds(per_rank * new)
+        score = self.score_seconds(per_rank * (a["prompt_tokens"] + new + fu))
+        passes = "grpo" if not g.get("beta") else "dpo"  # beta > 0 adds the reference forward
+        train = self.train_seconds(per_rank * (a["prompt_tokens"] + new), passes)
+        self.add(nb, f"GRPO vs {g.get('scorer', 'flr')} ({per_rank:,} completions/rank)",
+                 g.get("n_prompts"), per_rank * (2 * a["prompt_tokens"] + 2 * new + fu), samples=per_rank,
+                 steps={1: steps, 8: steps}, seconds=(gen[0] + score[0] + train[0], gen[1] or score[1] or train[1]),
+                 sharded=False, needs=self.model_needs([p["policy_model"], p["model"]]))
+        self.per_rank.append("06 GRPO")
 
     # -- output ------------------------------------------------------------------------------------------------
     def time_on(self, step: dict, gpus: int, parallel: set) -> float:
-        shard = step["sharded"] and step["notebook"] in parallel
+        shard = step["sharded"] and not step["server"] and step["notebook"] in parallel
         return step["seconds"] / (gpus if shard else 1)
 
 
@@ -290,9 +343,11 @@ def _dur(s: float, est: bool) -> str:
 
 def render(profile: str, gpus=(1, 8), kind: str = "H100-SXM", only=None, table: dict | None = None) -> str:
     """The plan as text: one line per step, totals, what the run needs, and where each rate comes from."""
-    from .reproduce import PARALLEL
+    from .reproduce import PARALLEL, check_only
 
     pl = Planner(profile, kind, table).build()
+    check_only(only, pl.prof)
+    kind = pl.kind
     parallel = set(pl.prof.get("parallel", PARALLEL) or ())
     steps = [s for s in pl.steps if not only or any(s["notebook"].startswith(o) for o in only)]
     gpus = list(gpus) or [1]
@@ -307,20 +362,32 @@ def render(profile: str, gpus=(1, 8), kind: str = "H100-SXM", only=None, table: 
         times = " ".join(f"{_dur(pl.time_on(s, g, parallel), s['estimate']):>13}" for g in gpus)
         lines.append(f"{s['notebook'][:2] + ' ' + s['what']:<48} {_num(s['rows']):>8} {_num(s['tokens']):>8} "
                      f"{_num(s['samples']):>8} {st:>13} {times} {_num(s['api_calls'] or None):>9}")
-    tot = " ".join(f"{_dur(sum(pl.time_on(s, g, parallel) for s in steps), any(s['estimate'] for s in steps)):>13}"
-                   for g in gpus)
+    totals = {g: sum(pl.time_on(s, g, parallel) for s in steps) for g in gpus}
+    est = any(s["estimate"] for s in steps)
+    tot = " ".join(f"{_dur(totals[g], est):>13}" for g in gpus)
     lines += ["-" * len(head), f"{'total':<48} {'':>8} {'':>8} {'':>8} {'':>13} {tot} "
               f"{_num(sum(s['api_calls'] for s in steps) or None):>9}", ""]
     lines.append("opt. steps: optimizer steps on 1 / 8 GPUs at the profile's per-device batch and gradient "
-                 "accumulation")
-    lines.append(f"sharded on N GPUs (accelerate launch / torchrun): scoring and training in "
-                 f"{', '.join(sorted(parallel))}; generation and rank-0 notebooks are not")
+                 "accumulation (GRPO: max_steps on any number of GPUs)")
+    shard = [f"{s['notebook'][:2]} {s['what'].split(' (')[0]}" for s in steps
+             if s["sharded"] and not s["server"] and s["notebook"] in parallel and s["seconds"]]
+    lines.append(f"divided over N GPUs (data-parallel on every rank; accelerate launch / torchrun): "
+                 f"{', '.join(shard) or 'nothing'}. Not divided: server requests (sent once, timed on one server "
+                 "GPU), API calls, rank-0 notebooks"
+                 + (f", {', '.join(pl.per_rank)} (every rank does max_steps' work on its own completions)"
+                    if pl.per_rank else ""))
+    top = max(gpus)
+    if steps and any(s["seconds"] for s in steps):
+        worst = max(steps, key=lambda s: pl.time_on(s, top, parallel))
+        verdict = "within" if totals[top] <= BUDGET_H * 3600 else "OVER"
+        lines.append(f"budget: {_dur(totals[top], est)} on {top}x {pl.kind}, {verdict} the {BUDGET_H:.0f} h target; "
+                     f"the longest step is {worst['notebook'][:2]} {worst['what']} "
+                     f"({_dur(pl.time_on(worst, top, parallel), worst['estimate'])})")
     needs = sorted({n for s in steps for n in s["needs"]})
     lines += ["", "needs:"] + [f"  - {n}" for n in needs] + ["", "rates:"] + [f"  - {n}" for n in pl.notes]
     if pl.server_requests:
-        lines += ["", f"generation server: {pl.server_requests:,} requests (one per sample) from every rank that runs "
-                  "the notebook (the samples are not sharded yet: with N ranks, N times as many unless its cache "
-                  "answers), on the server's own GPU(s), timed here as one GPU"]
+        lines += ["", f"generation server: {pl.server_requests:,} requests (one per sample), sent once by rank 0, on "
+                  "the server's own GPU(s), timed here as one GPU (vllm serve --data-parallel-size K divides them)"]
     if pl.unknown:
-        lines += ["", "not counted (no size in data/registry.yaml):"] + [f"  - {u}" for u in pl.unknown]
+        lines += ["", "not counted:"] + [f"  - {u}" for u in pl.unknown]
     return "\n".join(lines)

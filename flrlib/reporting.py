@@ -9,39 +9,16 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .paired import model_means, paired_comparison  # noqa: F401 - paired_comparison: the FLR-vs-Direct table
+from .paired import model_means, paired_comparison, reward_results  # noqa: F401 - paired_comparison: FLR-vs-Direct
 from .paths import results_dir
-from .results import ResultMissing, read_json, read_jsonl
+from .results import REWARD_AREA, ResultMissing, number, read_json, read_jsonl, read_per_sample  # noqa: F401
 
-REWARD_AREA = "reward_benchmarks"
 _META = ["benchmark", "kind", "scorer", "tag", "model", "metric", "value", "ci_low", "ci_high", "n"]
 
 
-def reward_results(profile: str, tags: list[str] | None = None, benchmarks: list[str] | None = None,
-                   models: list[str] | None = None) -> pd.DataFrame:
-    """One row per result file (flat keys; ``provenance`` dropped, ``path`` added), optionally only some tags,
-    benchmarks and model specs. Raises if there are none."""
-    folder = results_dir(profile) / REWARD_AREA
-    files = sorted(folder.glob("*.json")) if folder.exists() else []
-    if not files:
-        raise ResultMissing(f"no reward-benchmark results in {folder} - run notebook 03 first.")
-    rows = []
-    for f in files:
-        rec = read_json(f, producer="03")
-        rec = {k: v for k, v in rec.items() if k not in ("provenance", "model_means", "model_mean_lengths",
-                                                         "followup_layout")}
-        rec["path"] = str(f)
-        rows.append(rec)
-    df = pd.DataFrame(rows)
-    for col, keep in (("tag", tags), ("benchmark", benchmarks), ("model", models)):
-        if keep:
-            df = df[df[col].isin(keep)]
-    return df.reset_index(drop=True)
-
-
 def per_sample(path_json: str) -> list[dict]:
-    """Per-sample rows beside a result JSON."""
-    return read_jsonl(str(path_json)[: -len(".json")] + ".jsonl", producer="03")
+    """Per-sample rows beside a result JSON (:func:`flrlib.results.read_per_sample`)."""
+    return read_per_sample(path_json, producer="03")
 
 
 def _cell(v, lo, hi) -> str:
@@ -60,7 +37,7 @@ def _group_average(paths: list[str], kind: str, n_boot: int, seed: int) -> tuple
         if kind == "pairwise":
             groups.append((np.array([r["correct"] for r in rows]),))
         else:
-            groups.append((np.array([r["reward"] for r in rows]), np.array([r["score"] for r in rows])))
+            groups.append((np.array([r["reward"] for r in rows], float), np.array([r["score"] for r in rows], float)))
     fn = (lambda c, axis=-1: np.mean(c, axis=axis)) if kind == "pairwise" else metrics.vector_pearson
     return metrics.grouped_bootstrap(fn, groups, n_boot=n_boot, seed=seed)
 
@@ -248,6 +225,15 @@ def length_table(profile: str, tags: list[str] | None = None, models: list[str] 
         if numeric:
             row.update({k: lm[k] for k in ("n_chosen_longer", "n_chosen_shorter", "n_near_equal_length",
                                            "corr_margin_log_length_ratio")})
+        if rows and all("chosen_markdown" in r for r in rows):  # issue 24: length and markdown regressed out
+            md = [[[r[f"{side}_markdown"][k] for k in ("header", "list", "bold")] for r in rows]
+                  for side in ("chosen", "rejected")]
+            sc = metrics.style_controlled_accuracy(*_length_arrays(rows), md[0], md[1], n_boot=n_boot, seed=seed)
+            if numeric:
+                row.update(acc_style_controlled=sc["value"], acc_style_controlled_ci_low=sc["ci_low"],
+                           acc_style_controlled_ci_high=sc["ci_high"])
+            else:
+                row["style-controlled"] = _cell(sc["value"], sc["ci_low"], sc["ci_high"])
         out.append(row)
     return pd.DataFrame(out)
 
@@ -469,12 +455,13 @@ def alignment_table(profile: str) -> pd.DataFrame:
     summ = _producer_json(profile, "alignment/eval_summary.json", "06")
     rows = []
     for r in summ["rows"]:
-        lc = r.get("lc_win_rate")
+        lc, wr, lo, hi = (number(r.get(k)) for k in ("lc_win_rate", "win_rate", "ci_low", "ci_high"))
         rows.append({"judge": r["judge"], "candidate": r["candidate"], "baseline": r["baseline"], "n": r["n"],
-                     "win rate % [95% CI]": f"{r['win_rate']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]",
-                     "LC win rate %": "n/a" if lc is None else f"{lc:.1f}",
+                     "win rate % [95% CI]": "n/a" if not np.isfinite(wr) else
+                     f"{wr:.1f}" + (f" [{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else ""),
+                     "LC win rate %": "n/a" if not np.isfinite(lc) else f"{lc:.1f}",
                      "LC GLM": r.get("lc_glm", "length_controlled_minimal"),
-                     "avg length (chars)": round(r.get("avg_length", float("nan")), 0),
+                     "avg length (chars)": round(number(r.get("avg_length")), 0),
                      "judge kind": r.get("judge_label", "")})
     return pd.DataFrame(rows)
 
@@ -570,6 +557,135 @@ def save_figure(fig, out_dir, name: str) -> list:
     return paths
 
 
+# -- RM-Bench and RewardBench (issue 24): from results/<profile>/rm_bench/ and rewardbench/ ----------------------
+
+RM_BENCH_LENGTH_NOTE = ("the `length` scorer is the floor that shows what style alone does: it prefers the longer, "
+                        "prettier response, so its hard accuracy is low and its easy accuracy high by construction")
+
+
+def rm_bench_table(profile: str, tags: list[str] | None = None, models: list[str] | None = None, n_boot: int = 2000,
+                   seed: int = 0, numeric: bool = False) -> pd.DataFrame:
+    """RM-Bench per (scorer, model) on the prompts every scorer of that model scored (:func:`flrlib.rmbench.
+    common_rows`): hard / normal / easy / average (RM-Bench's definitions, :mod:`flrlib.rmbench`) with 95 % CIs,
+    the domains present, prompts per domain and ties (counted wrong, as RM-Bench does)."""
+    from . import rmbench
+
+    common = rmbench.common_rows(rmbench.rows_by_scorer(profile, tags, models))
+    out = []
+    for (tag, model), rows in sorted(common.items()):
+        if not rows:
+            continue
+        s = rmbench.summarise(rows, n_boot=n_boot, seed=seed)
+        row = {"scorer": tag, "model": model, "domains": ", ".join(f"{d} {s['n'][d]}" for d in s["domains"]),
+               "ties": sum(s["ties"].values())}
+        for key in ("hard", "normal", "easy", "total_avg"):
+            if numeric:
+                row.update({key: s[key], f"{key}_ci_low": s[f"{key}_ci_low"], f"{key}_ci_high": s[f"{key}_ci_high"]})
+            else:
+                row[key] = _cell(s[key], s[f"{key}_ci_low"], s[f"{key}_ci_high"])
+        if tag == "length":
+            row["note"] = "style-only floor (hard low by construction)"
+        out.append(row)
+    if not out:
+        raise ResultMissing(f"no RM-Bench prompts scored by every scorer in profile {profile!r} - run notebook 03.")
+    return pd.DataFrame(out)
+
+
+def rm_bench_paired_table(profile: str, a: str = "flr", b: str = "direct", models: list[str] | None = None,
+                          n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """``a`` minus ``b`` on RM-Bench, per domain (paired bootstrap CI, sign-flip permutation p) and over the domains
+    present (stratified paired bootstrap), on the prompts both scored."""
+    from . import rmbench
+
+    by = rmbench.rows_by_scorer(profile, [a, b], models)
+    out = []
+    for model in sorted({m for _, m in by}):
+        if (a, model) not in by or (b, model) not in by:
+            continue
+        p = rmbench.paired(by[(a, model)], by[(b, model)], n_boot=n_boot, seed=seed)
+        for dom in p["domains"] + ["all"]:
+            for key in ("hard", "normal", "easy", "avg"):
+                d = p[dom][key] if dom != "all" else p["total_avg" if key == "avg" else key]
+                out.append({"model": model, "domain": dom, "level": key, "n": p["n"].get(dom, sum(p["n"].values())),
+                            "diff": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+                            "p_value": d.get("p_value")})
+    if not out:
+        raise ResultMissing(f"no RM-Bench results of both {a!r} and {b!r} in profile {profile!r} - run notebook 03.")
+    return pd.DataFrame(out)
+
+
+def plot_rm_bench_matrices(profile: str, tags: list[str] | None = None, model: str | None = None):
+    """One heatmap per scorer: RM-Bench's 3 x 3 accuracy matrix (rows chosen style, columns rejected style), the
+    mean over the domains present of each domain's matrix (so its triangles average to the summary's hard / easy)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from . import rmbench
+
+    common = rmbench.common_rows(rmbench.rows_by_scorer(profile, tags, [model] if model else None))
+    keys = sorted(k for k, v in common.items() if v)
+    if not keys:
+        raise ResultMissing(f"no RM-Bench results in profile {profile!r} - run notebook 03.")
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
+    labels = ["concise", "plain", "markdown"]
+    for ax, key in zip(axes[0], keys):
+        s = rmbench.summarise(common[key], n_boot=10)
+        m = np.mean([s["matrix"][d] for d in s["domains"]], axis=0)
+        sns.heatmap(m, vmin=0, vmax=1, annot=True, fmt=".2f", cmap="RdYlGn", cbar=False, ax=ax,
+                    xticklabels=labels, yticklabels=labels)
+        ax.set_title(f"{key[0]} (hard {s['hard']:.2f})")
+        ax.set_xlabel("rejected style")
+        ax.set_ylabel("chosen style")
+    fig.suptitle("RM-Bench accuracy matrix (upper triangle = hard, diagonal = normal, lower = easy)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_rm_bench_levels(profile: str, tags: list[str] | None = None, model: str | None = None, n_boot: int = 2000):
+    """Hard / normal / easy accuracy per scorer side by side, with 95 % bootstrap CIs (same prompts per scorer)."""
+    import matplotlib.pyplot as plt
+
+    t = rm_bench_table(profile, tags, [model] if model else None, n_boot=n_boot, numeric=True)
+    levels = ["hard", "normal", "easy"]
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(t), 3.4))
+    width = 0.8 / len(levels)
+    x = np.arange(len(t))
+    for k, lev in enumerate(levels):
+        v = t[lev].astype(float).to_numpy()
+        lo = np.nan_to_num(v - t[f"{lev}_ci_low"].astype(float).to_numpy())
+        hi = np.nan_to_num(t[f"{lev}_ci_high"].astype(float).to_numpy() - v)
+        ax.bar(x + (k - 1) * width, v, width, yerr=[lo, hi], capsize=3, label=lev)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(x, [f"{r.scorer}" for r in t.itertuples()])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (ties wrong)")
+    ax.set_title("RM-Bench by difficulty (95 % CI)")
+    ax.legend(frameon=False, ncol=3, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def rewardbench_table(profile: str) -> pd.DataFrame:
+    """RewardBench v1 section scores (Chat, Chat Hard, Safety, Reasoning) and score per scorer, with CIs, from
+    ``results/<profile>/rewardbench/sections__*.json`` (:func:`flrlib.rewardbench.summarise`)."""
+    from . import rewardbench
+
+    folder = results_dir(profile) / rewardbench.AREA
+    files = sorted(folder.glob("sections__*.json")) if folder.exists() else []
+    if not files:
+        raise ResultMissing(f"no RewardBench results in {folder} - run notebook 03 with the rewardbench benchmark.")
+    out = []
+    for f in files:
+        r = read_json(f, producer="03")
+        row = {"scorer": r["tag"], "model": r["model"], "pairs": sum(r["n"].values())}
+        for sec in rewardbench.SUBSET_MAPPING:
+            row[sec] = (_cell(number(r["sections"][sec]), number(r.get(f"{sec}_ci_low")),
+                              number(r.get(f"{sec}_ci_high"))) if sec in r["sections_present"] else "n/a")
+        row["score"] = _cell(number(r["score"]), number(r.get("score_ci_low")), number(r.get("score_ci_high")))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def build_all(profile: str, out_dir=None, n_boot: int = 2000) -> pd.DataFrame:
     """Rebuild every table and figure of ``profile`` from its result files into ``figures/<profile>/``.
 
@@ -605,6 +721,13 @@ def build_all(profile: str, out_dir=None, n_boot: int = 2000) -> pd.DataFrame:
         ("fig_bank_size", "figure", lambda: plot_bank_size(profile, "flr"), ""),
         ("fig_training_curves", "figure", lambda: _training_curves(profile), ""),
         ("fig_mined_rewards", "figure", lambda: _mined_rewards(profile), ""),
+        ("table_rm_bench", "table", lambda: rm_bench_table(profile, n_boot=n_boot),
+         "RM-Bench hard / normal / easy / average [95% CI] on the prompts every scorer scored; " + RM_BENCH_LENGTH_NOTE),
+        ("table_rm_bench_flr_vs_direct", "table", lambda: rm_bench_paired_table(profile, "flr", "direct", n_boot=n_boot),
+         "RM-Bench, FLR minus Direct on the same prompts, paired bootstrap CI"),
+        ("table_rewardbench", "table", lambda: rewardbench_table(profile), "RewardBench v1 section scores [95% CI]"),
+        ("fig_rm_bench_matrix", "figure", lambda: plot_rm_bench_matrices(profile), ""),
+        ("fig_rm_bench_levels", "figure", lambda: plot_rm_bench_levels(profile, n_boot=n_boot), ""),
     ]
     report = []
     for name, kind, make, caption in jobs:
@@ -651,6 +774,23 @@ def summary_markdown(profile: str = "demo") -> str:
         parts.append(text)
     except ResultMissing as e:
         parts.append(f"Length control: {e}")
+    try:
+        t = rm_bench_table(profile)
+        text = (f"RM-Bench ({profile} profile; accuracy [95% CI] on the prompts every scorer scored, ties counted "
+                f"wrong as RM-Bench does; means over the domains listed - RM-Bench's leaderboard averages chat, math, "
+                f"code and safety, so a row without all four is not comparable with it; {RM_BENCH_LENGTH_NOTE}):\n\n"
+                + _dash(t).to_markdown(index=False))
+        try:
+            d = rm_bench_paired_table(profile, "flr", "direct")
+            h = d[(d.domain == "all") & (d.level == "hard")]
+            for _, r in h.iterrows():
+                text += (f"\n\nFLR − Direct, RM-Bench hard accuracy ({r['model']}, {int(r['n'])} prompts): "
+                         f"{_cell(r['diff'], r['ci_low'], r['ci_high'])}.")
+        except ResultMissing:
+            pass
+        parts.append(text)
+    except ResultMissing:
+        pass  # no RM-Bench results in this profile (yet): no paragraph, rather than a "run notebook 03" line
     lc_note = ("; LC win rates name their AlpacaEval GLM: length_controlled_minimal is not the leaderboard's "
                "length_controlled_v1")
     for name, fn, note in (("FT-FLR", ft_table, ""), ("Alignment", alignment_table, lc_note)):
@@ -658,7 +798,66 @@ def summary_markdown(profile: str = "demo") -> str:
             parts.append(f"{name} ({profile} profile{note}):\n\n" + _dash(fn(profile)).to_markdown(index=False))
         except ResultMissing as e:
             parts.append(f"{name}: {e}")
+    reading = reading_lines(profile)
+    if reading:
+        parts.append("What these files say (generated sentences; the README's reading below quotes only numbers "
+                     "from this block):\n\n" + "\n".join(f"- {x}" for x in reading))
     return "\n\n".join(parts) + "\n"
+
+
+def _pct_range(values) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.1f} %" if lo == hi else f"{lo:.1f}–{hi:.1f} %"
+
+
+def reading_lines(profile: str = "demo") -> list[str]:
+    """The sentences of the README's reading that quote numbers, generated from the result files (notebook 04's
+    comparison, notebook 06's evaluation summary) so they cannot go stale: which paired differences have a CI that
+    excludes 0, each judge's range of win rates, how many LC win rates say anything, and how far DPO/KTO trained."""
+    out = []
+    try:
+        comp = _producer_json(profile, "feedback/comparison.json", "04")
+        diffs = comp["differences"]
+        sure = [d for d in diffs if number(d["ci_low"]) > 0 or number(d["ci_high"]) < 0]  # NaN compares False
+        pooled = [d for d in diffs if str(d["benchmark"]).startswith("pairwise pooled")]
+        if pooled:
+            out.append(f"Pooled over {pooled[0]['n']} pairs: " + "; ".join(
+                f"{d['a']} − {d['b']} {_cell(d['diff'], d['ci_low'], d['ci_high'])}" for d in pooled) + ".")
+        listed = "; ".join(f"{d['a']} − {d['b']} on {d['benchmark']} ({d['n']} rows) "
+                           f"{_cell(d['diff'], d['ci_low'], d['ci_high'])}" for d in sure)
+        out.append(f"FT-FLR table: {len(sure)} of {len(diffs)} paired differences have a 95 % CI that excludes 0"
+                   + (f": {listed}." if sure else "."))
+    except ResultMissing:
+        pass
+    try:
+        summ = _producer_json(profile, "alignment/eval_summary.json", "06")
+    except ResultMissing:
+        return out
+    rows = summ["rows"]
+    for judge in dict.fromkeys(r["judge"] for r in rows):
+        mine = [r for r in rows if r["judge"] == judge and np.isfinite(number(r.get("win_rate")))]
+        by_base = {}
+        for r in mine:
+            by_base.setdefault(r["baseline"], []).append(r)
+        text = "; ".join(f"{_pct_range([number(r['win_rate']) for r in rs])} against {b} "
+                         f"({'/'.join(r['candidate'] for r in rs)}, {rs[0]['n']} instructions each)"
+                         for b, rs in by_base.items())
+        if text:
+            out.append(f"Judge {judge}: win rate {text}.")
+    lc = [number(r.get("lc_win_rate")) for r in rows]
+    raw = [number(r.get("win_rate")) for r in rows]
+    fitted = [(x, w) for x, w in zip(lc, raw) if np.isfinite(x)]
+    out.append(f"LC win rates: {len(lc) - len(fitted)} of {len(lc)} not fitted (n/a), "
+               f"{sum(abs(x - 50) < 0.05 for x, _ in fitted)} at 50.0 %, "
+               f"{sum(w in (0, 100) and abs(x - w) < 0.05 for x, w in fitted)} repeat a raw 0 or 100 %.")
+    prov = summ.get("provenance", {})
+    trained = [f"{m.upper()} {prov[m]['global_steps']} optimizer steps on {prov[m]['n_rows']} rows, train loss "
+               f"{prov[m]['train_loss']:.3f}" for m in ("dpo", "kto") if isinstance(prov.get(m), dict)
+               and prov[m].get("train_loss") is not None]
+    if trained:
+        out.append("Training: " + "; ".join(trained) + " (an untrained policy starts at ln 2 = 0.693 for DPO and "
+                   "0.5 for KTO).")
+    return out
 
 
 def update_readme(profile: str = "demo", readme=None) -> bool:

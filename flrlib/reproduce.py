@@ -80,6 +80,18 @@ def notebooks(selection: list[str] | None = None, notebooks_dir: str | Path | No
     return nbs
 
 
+def check_only(only: list[str] | None, prof: dict | None = None, notebooks_dir: str | Path | None = None) -> None:
+    """A ValueError for an ``--only`` prefix that selects no notebook (of the profile's list, when it has one)."""
+    if not only:
+        return
+    names = [p.stem for p in notebooks(None, notebooks_dir)]
+    listed = set((prof or {}).get("notebooks") or {})
+    names = [n for n in names if not listed or n in listed]
+    for o in only:
+        if not any(n.startswith(o) for n in names):
+            raise ValueError(f"--only {o}: no notebook of this profile starts with {o!r}; notebooks: {', '.join(names)}")
+
+
 def incomplete_reason(executed: str | Path) -> str | None:
     """Why an executed notebook is not a finished run (``None`` if it is): missing or unreadable, a cell with an
     error output (cells tagged ``raises-exception`` may have one), or a non-empty code cell that never ran.
@@ -134,6 +146,11 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
 
     prof = load_profile(profile)
     nb_dir = Path(notebooks_dir or NOTEBOOKS_DIR)
+    check_only(only, prof, nb_dir)
+    from .data.hub import LOCK_NAME, hub_dir, use_locked_models
+
+    if (hub_dir() / LOCK_NAME).exists():  # a prefetched Hub folder: its locked models are what the notebooks load
+        use_locked_models()
     out = Path(out_dir) if out_dir else outputs_dir(prof["name"])
     rank, n_ranks = world()
     parallel = set(prof.get("parallel", PARALLEL) or ())
@@ -208,7 +225,10 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
             bad = [(r, f) for r, f in enumerate(outcomes) if f]
             if bad and not failed:
                 failed = f"{bad[0][1]} (on rank {bad[0][0]})"
-        if failed:
+        if failed:  # the report says which notebook stopped the run (the rehearsal prints it)
+            report.append({"notebook": nb.stem, "status": "failed", "seconds": round(time.time() - t0, 1),
+                           "error": failed.splitlines()[0]})
+            atomic_write(out / "run_report.json", json.dumps(report, indent=1))
             raise NotebookFailed(failed)
         if rank > 0:
             report.append({"notebook": nb.stem, "status": "ran", "seconds": round(time.time() - t0, 1)})
@@ -218,6 +238,7 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
         _save_state(state_path, state)
         print(f"[done] {nb.stem} in {dt:.1f} s", flush=True)
         report.append({"notebook": nb.stem, "status": "ran", "seconds": round(dt, 1)})
+        atomic_write(out / "run_report.json", json.dumps(report, indent=1))
     atomic_write(out / "run_report.json", json.dumps(report, indent=1))
     return report
 

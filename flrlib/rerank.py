@@ -24,10 +24,16 @@ from .reward import FLRReward
 
 
 def read_candidates(path: str | Path, need_responses: bool = True) -> list[dict]:
-    """Read rerank input rows; errors name the file, line and field (a :class:`~flrlib.files.BadFile`)."""
+    """Read rerank input rows; errors name the file, line and field (a :class:`~flrlib.files.BadFile`).
+
+    A row without ``id`` gets ``row<line>``, or ``row<line>.<k>`` where a given id already is ``row<line>``.
+    ``need_responses=False`` (candidates to be sampled): a row that already has ``responses`` is refused, so that
+    sampling never silently replaces given candidates."""
     path = Path(path)
     rows, seen = [], {}
-    for n, row in numbered_jsonl(path):  # bad bytes / JSON: a BadFile naming the file and line
+    numbered = list(numbered_jsonl(path))
+    given = {r["id"] for _, r in numbered if isinstance(r, dict) and isinstance(r.get("id"), str)}
+    for n, row in numbered:  # bad bytes / JSON: a BadFile naming the file and line
         where = f"{path}:{n}"
         if not isinstance(row, dict):
             raise BadFile(f"{where}: expected a JSON object")
@@ -38,12 +44,15 @@ def read_candidates(path: str | Path, need_responses: bool = True) -> list[dict]
         if row["messages"][-1]["role"] != "user":
             raise BadFile(f"{where}: field 'messages' must end with the user turn the candidates answer "
                           f"(the last one is {row['messages'][-1]['role']!r})")
-        rid = row.get("id", f"row{n}")
+        rid = row["id"] if "id" in row else _auto_id(n, given)
         if not isinstance(rid, str) or not rid.strip():
             raise BadFile(f"{where}: field 'id' must be a non-empty string (got {rid!r:.60})")
         if rid in seen:
             raise BadFile(f"{where}: field 'id': {rid!r:.60} is already the id of row {seen[rid]}")
         seen[rid] = n
+        if not need_responses and "responses" in row:
+            raise BadFile(f"{where}: the row already has 'responses' (candidates), and --policy-model samples new "
+                          "ones in their place: drop --policy-model to rank the given candidates, or remove the field")
         if need_responses:
             resp = row.get("responses")
             if not isinstance(resp, list) or not resp or not all(isinstance(r, str) for r in resp):
@@ -52,6 +61,15 @@ def read_candidates(path: str | Path, need_responses: bool = True) -> list[dict]
     if not rows:
         raise BadFile(f"{path}: no rows")
     return rows
+
+
+def _auto_id(n: int, given: set) -> str:
+    rid, k = f"row{n}", 0
+    while rid in given:
+        k += 1
+        rid = f"row{n}.{k}"
+    given.add(rid)
+    return rid
 
 
 def sample(policy, prompts: list[dict], gen_config, cache=None, progress: bool = True) -> list[dict]:
@@ -120,6 +138,8 @@ def cli(a) -> int:
                       categories=cats)
     bank = None
     if a.scorer not in NO_BANK:
+        if a.bank not in (None, "paper") and not Path(a.bank).is_file():
+            raise BadFile(f"--bank {a.bank}: no such file (a bank JSON/YAML; omit --bank for the paper's bank)")
         bank = load_bank(a.bank)
         bank.select(cats)  # unknown categories are named before any model loads (the Scorer selects them)
     if a.policy_model:

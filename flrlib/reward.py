@@ -17,10 +17,23 @@ column. Both of TRL's formats are read:
 
 Scores go through the same :class:`~flrlib.scoring.Scorer` (engine, cache, truncation rules) as everything else,
 so any scorer works: ``flr``, the reference-free ``direct`` and the ``length`` baseline, each under one trainer.
-The reward list is returned in input order. An empty (or whitespace-only) completion is not scored: with
-``empty="min"`` (default) it gets the lowest reward of its batch, so that an empty answer never beats a real one
-(TRL would turn a ``None`` into 0, which can be above every FLR value); a float gives it that value, ``None``
-returns ``None`` (TRL's "not applicable").
+The reward list is returned in input order.
+
+Several processes (``accelerate launch``, DDP): TRL calls the reward on every rank with *that rank's* completions
+and gathers the rewards afterwards, so a call scores its rows on its own rank (``Scorer.score(..., local=True)``:
+no collective, even when the Scorer deals batches to the ranks elsewhere); M sits on the rank's own GPU
+(:func:`flrlib.models.pick_device` reads ``LOCAL_RANK``).
+
+Empty completions. An empty (or whitespace-only) completion is not scored. What TRL 1.16 does with what we return
+(``GRPOTrainer._calculate_rewards`` / ``_generate_and_score_completions``; RLOO likewise): a ``None`` becomes
+``NaN``; a completion whose every reward function returned NaN is "unscorable": it is left out of its group's mean
+and std (and of the logged ``reward``), and its advantage is set to 0, so it neither gains nor loses probability.
+So ``empty=None`` means "no learning signal from empty answers". ``empty="min"`` (default) gives it the lowest reward
+among the scored completions *of the same call* - under several processes that is this rank's share of the step,
+not the whole group - so an empty answer never beats a real one and is pushed down (negative advantage unless its
+group ties); when every completion of the call is empty there is no minimum and it returns ``None`` (unscorable, as
+above). A float gives it that fixed value (compare it with the scorer's range: FLR values are differences of mean
+log-probabilities, often around 0, so 0 can beat real answers).
 
 Logging (when TRL passes ``log_metric``; averaged per logging step into ``trainer.state.log_history``):
 ``<name>/<category>`` (FLR's per-category rewards, with ``log_categories``), ``<name>/completion_tokens`` (mean
@@ -102,16 +115,19 @@ class FLRReward:
         loaded = load_model(model, dtype=dtype, device=device, adapter=adapter)
         return cls(Scorer(loaded, bank, config, cache=cache), empty=empty, log_categories=log_categories, name=name)
 
-    def score(self, prompts: list, completions: list, progress: bool = False) -> list[dict]:
+    def score(self, prompts: list, completions: list, progress: bool = False, local: bool = False) -> list[dict]:
         """Per row: ``{"reward": float or None (empty completion), "completion_tokens": int, ...scorer details}``.
 
+        ``local``: score on this rank alone (see :meth:`flrlib.scoring.Scorer.score`); the default deals the rows
+        to the ranks of a data-parallel Scorer, so every rank must pass the same rows (as :mod:`flrlib.rerank` does).
         A sequence too long for M raises :class:`~flrlib.scoring.TooLong` with the index of its completion."""
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         convs = [conversation(p, c, f"completion {i}") for i, (p, c) in enumerate(zip(prompts, completions))]
         todo = [i for i, conv in enumerate(convs) if conv[-1]["content"].strip()]
         try:
-            res = self.scorer.score([convs[i] for i in todo], progress=progress, desc="candidates") if todo else []
+            res = (self.scorer.score([convs[i] for i in todo], progress=progress, desc="candidates", local=local)
+                   if todo else [])
         except TooLong as e:
             raise TooLong(todo[e.index], e.detail) from None
         out = [{"reward": None, "completion_tokens": 0} for _ in convs]
@@ -121,7 +137,8 @@ class FLRReward:
         return out
 
     def __call__(self, prompts: list, completions: list, log_metric=None, **kwargs) -> list:
-        rows = self.score(prompts, completions)
+        """TRL's call: this rank's completions, scored on this rank (TRL gathers the rewards of all ranks)."""
+        rows = self.score(prompts, completions, local=True)
         if not rows:
             return []
         rewards = [r["reward"] for r in rows]

@@ -231,12 +231,15 @@ class OpenAIRewriter:
     ``FLR_REWRITE_API_KEY``, or ``base_url`` / ``model`` / ``api_key``); requests go through
     :class:`flrlib.client.Client`: up to ``concurrency`` in flight, the SDK's retries on 429/5xx, every answer cached
     (``cache="auto"``: ``<cache_dir>/rewrites/api/<model>.jsonl``), so an interrupted run re-sends only what is
-    missing. :func:`rewrite_all` sends all missing triples at once through :meth:`many`.
+    missing. :func:`rewrite_all` sends all missing triples at once through :meth:`many`. A triple the endpoint
+    refuses (HTTP 400 ...) is recorded, not fatal: :meth:`many` returns its failure ``{"failed": {status,
+    message}}`` and :func:`rewrite_all` lists it as a reject with reason ``"refused"``; ``retry_failed=True``
+    re-sends recorded refusals.
     """
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
                  temperature: float = 0.0, max_tokens: int = 96, cache="auto", concurrency: int = 8,
-                 timeout: float | None = None, max_retries: int | None = None):
+                 timeout: float | None = None, max_retries: int | None = None, retry_failed: bool = False):
         from .client import Client, Endpoint, EndpointError
         from .paths import slug
 
@@ -246,24 +249,29 @@ class OpenAIRewriter:
             raise RewriterUnavailable(f"OpenAIRewriter: {e}; or use the 'rule' or 'hf' rewriter offline") from None
         path = cache_dir() / "rewrites" / "api" / f"{slug(self.endpoint.model)}.jsonl" if cache == "auto" else cache
         self.client = Client(self.endpoint, cache=path, concurrency=concurrency, timeout=timeout,
-                             max_retries=max_retries)
+                             max_retries=max_retries, retry_failed=retry_failed)
         self.temperature, self.max_tokens = temperature, max_tokens
         self.name = f"openai:{self.endpoint.model}:t{temperature}"
 
     def request(self, triple: dict) -> dict:
         return {"messages": rewrite_messages(triple), "temperature": self.temperature, "max_tokens": self.max_tokens}
 
-    def many(self, triples: list[dict], progress: bool = True) -> list[str]:
-        from .client import EndpointError
+    def many(self, triples: list[dict], progress: bool = True) -> list:
+        """One follow-up per triple, or the recorded failure ``{"failed": {...}}`` of a refused request."""
+        from .client import EndpointError, failed
 
         try:
             replies = self.client.chat([self.request(t) for t in triples], progress=progress, desc=self.name)
         except EndpointError as e:
             raise RewriterUnavailable(str(e)) from None
-        return [clean(r["choices"][0]["content"] or "") for r in replies]
+        return [r if failed(r) else clean(r["choices"][0]["content"] or "") for r in replies]
 
     def __call__(self, triple: dict) -> str:
-        return self.many([triple], progress=False)[0]
+        out = self.many([triple], progress=False)[0]
+        if isinstance(out, dict):
+            raise RewriterUnavailable(f"{self.endpoint.label} refused the request: HTTP {out['failed']['status']}: "
+                                      f"{out['failed']['message']}")
+        return out
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -298,7 +306,9 @@ def rewrite_all(triples: list[dict], rewriter, cache="auto", max_words: int = MA
     """Rewrite each triple's critique into ``followup``; returns ``(kept, rejects)``.
 
     ``kept``: the triples with ``followup`` added. ``rejects``: ``{id, critique, followup, reason}`` for outputs
-    that are empty, longer than ``max_words`` words, or copy the critique. Raw outputs are cached
+    that are empty, longer than ``max_words`` words, or copy the critique, and ``{id, critique, followup: None,
+    reason: "refused", failure: {status, message}}`` for a triple an API rewriter's endpoint refused (recorded in the
+    rewriter's own request cache, not here, so that ``retry_failed`` can re-send it). Raw outputs are cached
     (``cache="auto"``: ``<cache_dir>/rewrites/<rewriter>.jsonl``; a path; or ``None``), so a re-run - or an
     interrupted one - only calls the rewriter for new triples.
     """
@@ -316,15 +326,23 @@ def rewrite_all(triples: list[dict], rewriter, cache="auto", max_words: int = MA
     keys = [content_key(rewriter.name, PROMPT_VERSION, t["prompt"], t["response"], t["critique"], t.get("score"))
             for t in triples]
     todo = [(k, t) for k, t in {k: t for k, t in zip(keys, triples)}.items() if k not in store]
+    refused = {}
     if todo and hasattr(rewriter, "many"):  # an API rewriter: all missing triples at once, concurrently
         for (k, _), out in zip(todo, rewriter.many([t for _, t in todo], progress=progress)):
-            store.put(k, out)
+            if isinstance(out, dict) and "failed" in out:
+                refused[k] = out["failed"]
+            else:
+                store.put(k, out)
     else:
         for k, t in tqdm(todo, desc=f"rewriting ({rewriter.name})", disable=not progress, unit="critique"):
             out = rewriter(t)
             store.put(k, out if isinstance(out, str) else "")
     kept, rejects = [], []
     for k, t in zip(keys, triples):
+        if k in refused:
+            rejects.append({"id": t["id"], "critique": t["critique"], "followup": None, "reason": "refused",
+                            "failure": refused[k]})
+            continue
         out = store.get(k)
         reason = reject_reason(out, t["critique"], max_words)
         if reason:

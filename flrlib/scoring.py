@@ -16,8 +16,12 @@ forward over the batch's prefix KV cache, with a block-diagonal causal 4D mask a
 each row's prefix, so each follow-up sees its context and its own earlier tokens only. The context is never
 recomputed or copied per follow-up; the rows of a bank are equally long, so nothing is padded. Log-probs stay on
 the device until the batch ends (one transfer), and the log-softmax runs over chunks of tokens through the LM head
-(no fp32 [tokens x vocab] tensor). ``naive`` (one full forward per follow-up) is the test oracle; ``padded`` batches
-full sequences without a cache; ``floor`` (benchmark only) is one forward over the context plus all follow-up tokens.
+(no fp32 [tokens x vocab] tensor). Sliding-window models (Gemma-2/3, Mistral-v0.1, ...): the cache keeps every
+prefix key (a cache of full layers, not the model's windowed one) and the packed mask of a sliding-window layer
+applies the window over each row's own positions, so scores equal a plain forward at any length; models with other
+layer kinds (chunked, linear attention ...) are refused with the model named. ``naive`` (one full forward per
+follow-up) is the test oracle; ``padded`` batches full sequences without a cache; ``floor`` (benchmark only) is one
+forward over the context plus all follow-up tokens.
 
 Scorer. Rows stream through in windows of ``stream_rows``: encoded (each prefix tokenised once, the bank's ids
 shared, :class:`flrlib.chat.Encoder`), checked, cut into batches of at most ``batch_size`` rows and
@@ -81,13 +85,20 @@ def _gather_logprobs(logits, targets):
     return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
 
 
-def _packed_mask(key_mask, seg, off, dtype):
+def _packed_mask(key_mask, seg, off, dtype, window: int | None = None):
     """Additive 4D mask (B, 1, Q, P+Q): each packed token of row b sees row b's valid prefix positions and the earlier
     tokens of its own target only (block-diagonal causal). Float, not bool: eager attention adds the mask to the
-    scores. key_mask (B, P); seg, off (B, Q): target number (-1 for padding) and offset within the target."""
+    scores. key_mask (B, P), left-padded; seg, off (B, Q): target number (-1 for padding) and offset within the
+    target. ``window``: a sliding-window layer's mask as transformers builds it (a query at position q sees keys
+    at positions k > q - window), positions counted in each row's own sequence (prefix, then the target)."""
     torch = _torch()
     same = (seg[:, :, None] == seg[:, None, :]) & (off[:, None, :] <= off[:, :, None])
     allowed = torch.cat([key_mask.bool()[:, None, :].expand(-1, seg.shape[1], -1), same], -1)
+    if window is not None:
+        prefix_pos = key_mask.cumsum(-1) - 1                      # (B, P); padding (masked anyway) is -1
+        q_pos = key_mask.sum(-1, keepdim=True) + off              # (B, Q)
+        k_pos = torch.cat([prefix_pos, q_pos], -1)                # (B, P+Q)
+        allowed &= (q_pos[:, :, None] - k_pos[:, None, :]) < window
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
@@ -95,6 +106,26 @@ def _packed_mask(key_mask, seg, off, dtype):
 # models whose logits are exactly lm_head(decoder(...).last_hidden_state) (no logit scaling or soft-capping)
 _PLAIN_HEAD = ("llama", "mistral", "qwen2", "qwen3")
 _LOGIT_ELEMS = 1 << 25  # fp32 logits alive at once in the chunked log-softmax (128 MiB)
+
+
+def attention_layers(model) -> tuple[set, int | None]:
+    """``(layer types, sliding window)`` of a causal LM as its transformers cache sees them (``full_attention``,
+    ``sliding_attention`` with its window: Gemma-2/3, Mistral-v0.1, Qwen2 with ``use_sliding_window`` ...)."""
+    from transformers.cache_utils import get_layer_types_and_kwargs
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    types, kwargs = get_layer_types_and_kwargs(base.config.get_text_config(decoder=True))
+    windows = {kw["sliding_window"] for t, kw in zip(types, kwargs) if t == "sliding_attention"}
+    if len(windows) > 1:
+        raise ValueError(f"{_name(model)}: sliding-window layers with different windows {sorted(windows)} are not "
+                         "supported by the FLR engine; use backend='padded' or 'naive'")
+    return set(types), (windows.pop() if windows else None)
+
+
+def _name(model) -> str:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base, "config", None)
+    return str(getattr(cfg, "_name_or_path", "") or getattr(cfg, "model_type", "the model"))
 
 
 def _decoder_and_head(model):
@@ -138,6 +169,10 @@ def engine_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 1
     if str(getattr(model.config, "_attn_implementation", "")).startswith("flash"):
         raise ValueError("the FLR engine packs follow-ups with a custom 4D attention mask, which flash-attention "
                          "kernels ignore; load the model with attn_implementation='sdpa' (the default) or 'eager'")
+    types, window = attention_layers(model)
+    if not types <= {"full_attention", "sliding_attention"}:
+        raise ValueError(f"{_name(model)} has {sorted(types)} layers; the FLR engine packs follow-ups over a KV "
+                         "cache of full or sliding-window attention layers only: use backend='padded' or 'naive'")
     dev = model.device
     parts = _decoder_and_head(model)
     ids, mask = _left_pad([e.prefix for e in encs], pad_id, dev)
@@ -145,7 +180,10 @@ def engine_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 1
     prefix_len = mask.sum(-1)
     n_targets = max(len(e.targets) for e in encs)
     with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        # a cache of full layers, whatever the config says: a sliding-window layer's cache would keep only the last
+        # window - 1 prefix keys, and the packed targets' mask (windowed below) addresses every prefix position
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=DynamicCache(), use_cache=True,
+                    logits_to_keep=1)
         last = out.logits[:, -1].float()  # (B, V): log p(first target token | prefix) = gather - logsumexp
         first_ids = torch.tensor([[t[0] for t in e.targets] + [0] * (n_targets - len(e.targets)) for e in encs],
                                  device=dev)
@@ -165,8 +203,13 @@ def engine_logprobs(model, encs: list[Encoded], pad_id: int, chunk_size: int = 1
             off = torch.tensor([[i for t in ch for i in range(len(t) - 1)] + [0] * (q - len(r))
                                 for ch, r in zip(chunks, inp)], device=dev)
             x = torch.tensor([r + [pad_id] * (q - len(r)) for r in inp], device=dev)
-            kw = dict(attention_mask=_packed_mask(mask, seg, off, model.dtype), position_ids=prefix_len[:, None] + off,
-                      cache=DynamicCache(ddp_cache_data=layers, config=model.config), use_cache=True)
+            full = _packed_mask(mask, seg, off, model.dtype) if "full_attention" in types else None
+            win = _packed_mask(mask, seg, off, model.dtype, window) if window is not None else None
+            # one mask for a model of one layer type; per layer type (the dict the hybrid models accept) otherwise
+            amask = {"full_attention": full, "sliding_attention": win} if full is not None and win is not None \
+                else (full if full is not None else win)
+            kw = dict(attention_mask=amask, position_ids=prefix_len[:, None] + off,
+                      cache=DynamicCache(ddp_cache_data=layers), use_cache=True)
             # the valid (unpadded) positions, row-major, indexed from the host: a boolean mask would sync the device
             valid = torch.tensor([b * q + i for b, r in enumerate(inp) for i in range(len(r))], device=dev)
             if parts is not None:
@@ -307,12 +350,14 @@ class Scorer:
     per-rank files beside it (``<name>.rank<r>.jsonl``, from a data-parallel run) hold are reused too.
 
     Data parallel (``data_parallel``; default: when launched with ``WORLD_SIZE`` > 1 by ``accelerate launch`` or
-    ``torchrun``): every rank calls :meth:`score` with the same conversations. Every rank encodes each window of
-    the rows that some rank lacks and cuts it into the batches one process would (so each row is computed in the
-    same batch, and the numbers are the single process's, bit for bit on identical devices); the batches are dealt
-    to the ranks in turn, each rank scores its batches into its own cache file ``<name>.rank<r>.jsonl``, and after
-    each window every rank receives the others' scores, so every rank returns the same, complete result. Only the
-    caller decides who writes result files.
+    ``torchrun``): every rank calls :meth:`score` with the same conversations (``score(..., local=True)`` instead
+    scores the rows this rank passes on this rank alone, with no collective: TRL's reward calls, where each rank
+    has its own completions). Every rank encodes each window of the rows that some rank lacks and cuts it into the
+    batches one process would (so each row is computed in the same batch, and the numbers are the single
+    process's, bit for bit on identical devices); the batches are dealt to the ranks in turn, each rank scores its
+    batches into its own cache file ``<name>.rank<r>.jsonl``, and after each window every rank receives the
+    others' scores, so every rank returns the same, complete result. Only the caller decides who writes result
+    files.
 
     The identity (provenance, and so the cache keys) is computed once here, not per conversation (hashing an
     adapter folder reads all its bytes): make a new Scorer to change the model, adapter, bank or config.
@@ -396,11 +441,15 @@ class Scorer:
         return self._encoder.encode(ctx, role)
 
     # -- scoring -------------------------------------------------------------------------------------------
-    def score(self, conversations: list[list[dict]], progress: bool = True, desc: str = "scoring") -> list[dict]:
+    def score(self, conversations: list[list[dict]], progress: bool = True, desc: str = "scoring",
+              local: bool = False) -> list[dict]:
         """Score each conversation; cached rows are reused, new rows are appended to the cache as they finish.
 
         Rows are encoded, checked (:class:`TooLong`) and scored ``stream_rows`` at a time, so a too-long row stops
-        the call before its window is scored; the windows before it stay in the cache (a re-run resumes)."""
+        the call before its window is scored; the windows before it stay in the cache (a re-run resumes).
+
+        ``local``: score these rows in this process alone, even under a data-parallel launch (no collective, so
+        the other ranks need not call; new rows still go to this rank's cache file)."""
         from tqdm.auto import tqdm
 
         if self.config.scorer == "length":  # no forward pass, nothing worth caching
@@ -411,20 +460,21 @@ class Scorer:
         for i, k in enumerate(keys):
             first.setdefault(k, i)
         todo = [i for k, i in first.items() if k not in self.cache]
-        if self.world > 1:  # the rows that some rank lacks, in the same order on every rank
+        deal = (0, 1) if local else (self.rank, self.world)  # (this process's turn, processes the batches go to)
+        if deal[1] > 1:  # the rows that some rank lacks, in the same order on every rank
             missing = set().union(*all_gather({keys[i] for i in todo}))
             todo = [i for k, i in first.items() if k in missing]
-        bar = tqdm(total=len(todo), desc=desc if self.world == 1 else f"{desc} ({self.world} ranks)", unit="conv",
-                   disable=not progress or not todo or self.rank != 0)
+        bar = tqdm(total=len(todo), desc=desc if deal[1] == 1 else f"{desc} ({deal[1]} ranks)", unit="conv",
+                   disable=not progress or not todo or deal[0] != 0)
         step = self.config.stream_rows
         try:  # the bar is closed on Ctrl-C too, so that a caller's last message is the last line
             for s in range(0, len(todo), step):
                 window = todo[s: s + step]
                 if self.config.scorer == "legacy_repo":
-                    mine = self._score_legacy(conversations, keys, window, bar)
+                    mine = self._score_legacy(conversations, keys, window, bar, deal)
                 else:
-                    mine = self._score_engine(conversations, keys, window, bar)
-                if self.world > 1:
+                    mine = self._score_engine(conversations, keys, window, bar, deal)
+                if deal[1] > 1:
                     for part in all_gather({keys[i]: self.cache.peek(keys[i]) for i in mine}):
                         for k, v in part.items():
                             self.cache.remember(k, v)
@@ -433,17 +483,18 @@ class Scorer:
             bar.close()
         return [self._finish(self.cache.get(k)) for k in keys]
 
-    def _score_legacy(self, conversations, keys, todo, bar) -> list[int]:
+    def _score_legacy(self, conversations, keys, todo, bar, deal) -> list[int]:
         c = self.config
         for i in todo:  # the authors' arithmetic reads the whole conversation (never truncated)
             ctx, role = flr_context(conversations[i], c.layout)
             self._check_length(i, encode(self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt))
-        mine = todo[self.rank:: self.world]  # one forward per follow-up: the numbers do not depend on the split
+        rank, n = deal
+        mine = todo[rank:: n]  # one forward per follow-up: the numbers do not depend on the split
         for i in mine:
             ctx, role = flr_context(conversations[i], c.layout)
             vals = legacy_values(self.model, self.tokenizer, ctx, role, self.bank.texts(), c.system_prompt)
             self.cache.put(keys[i], {"values": vals})
-            if self.world == 1:
+            if n == 1:
                 bar.update(1)
         return mine
 
@@ -468,24 +519,25 @@ class Scorer:
             width = max(width, w)
         return out + ([batch] if batch else [])
 
-    def _score_engine(self, conversations, keys, todo, bar) -> list[int]:
+    def _score_engine(self, conversations, keys, todo, bar, deal) -> list[int]:
         """Score one window; returns the rows this rank scored (all of them in a single process).
 
         Data parallel: each rank encodes and checks a strided share of the window, the ranks swap the rows' shapes
         (and the first error, so that every rank raises it), every rank cuts the same batches and scores every
         ``world``-th one, encoding the rows of its batches that another rank checked."""
-        share = todo[self.rank:: self.world]
+        rank, n = deal
+        share = todo[rank:: n]
         encs, err = {}, None
         try:
             for i in share:
                 encs[i] = self.encode(conversations[i])
                 self._check_length(i, encs[i])
         except (TooLong, ValueError) as e:
-            if self.world == 1:
+            if n == 1:
                 raise
             err = e if isinstance(e, (TooLong, TemplateError)) else ValueError(str(e))
         shapes = {i: self._shape(e) for i, e in encs.items()}
-        if self.world > 1:
+        if n > 1:
             parts = all_gather((err, shapes if err is None else {}))
             errors = [e for e, _ in parts if e is not None]
             if errors:
@@ -493,7 +545,7 @@ class Scorer:
             shapes = {i: sh for _, p in parts for i, sh in p.items()}
         order = sorted(todo, key=lambda i: shapes[i][0])  # length-sorted batching across conversations
         fn = BACKEND_FUNCS[self.config.backend]
-        batches = self._batches(order, shapes)[self.rank:: self.world]
+        batches = self._batches(order, shapes)[rank:: n]
         for batch in batches:
             for i in batch:
                 if i not in encs:
@@ -504,7 +556,7 @@ class Scorer:
                 self.cache.put(keys[i], {"sum": [float(x.sum()) for x in row], "n": [len(x) for x in row],
                                          "prefix_tokens": len(e.prefix), "truncated_tokens": e.truncated_tokens,
                                          "over_budget": e.over_budget})
-            if self.world == 1:
+            if n == 1:
                 bar.update(len(batch))
         return [i for b in batches for i in b]
 

@@ -24,10 +24,13 @@ which one in ``lc_glm`` (and why in ``lc_note``):
 The LC CI (``lc_n_boot`` > 0) is ours: a percentile bootstrap over instructions that refits the minimal GLM on each
 resample of the design rows (features standardised once, on all rows) with the C chosen on all rows (the
 cross-validation is not repeated per resample); v1 numbers come without a CI.
+
+``lc_standard_error`` is alpaca_eval's (the standard error of the mean of the per-instruction predictions) for v1
+only. For the minimal GLM every instruction's prediction is the same number (the length term is set to zero and
+nothing else varies), so alpaca_eval's value is always 0; it is left undefined (NaN, ``null`` in result files) and
+the minimal GLM's uncertainty is the bootstrap CI ``lc_ci_low`` / ``lc_ci_high``.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -112,9 +115,11 @@ def lc_win_rate(rows: list[dict], n_boot: int = 0, seed: int = 0, glm: str = "au
     """``{lc_win_rate, lc_standard_error, lc_ci_low, lc_ci_high, lc_weights, lc_glm, lc_note}`` (percent) of judged
     rows with a verdict; ``glm``: ``"auto"`` (v1 when possible, see the module doc), or force ``GLM_MINIMAL``.
 
-    Not fitted (NaN, with the reason in ``lc_note``) with fewer than 5 verdicts (5-fold cross-validation), or when
-    every verdict is a win or every one a loss: the GLM has no finite fit then (alpaca_eval's liblinear fit returns
-    50 % for such data, which would read as a coin flip).
+    Not fitted (NaN, with the reason in ``lc_note``) with fewer than 5 verdicts (5-fold cross-validation), or, for
+    the minimal GLM, when every verdict is a win or every one a loss: it has no finite fit then (alpaca_eval's
+    liblinear fit returns 50 % for such data, which would read as a coin flip). ``length_controlled_v1`` is tried on
+    such data too: its fit is regularised towards the two gamed baselines' annotations, which hold wins and losses.
+    ``lc_standard_error``: v1 only (see the module doc); the minimal GLM's uncertainty is the bootstrap CI.
     """
     from alpaca_eval.metrics import glm_winrate as g
 
@@ -125,9 +130,6 @@ def lc_win_rate(rows: list[dict], n_boot: int = 0, seed: int = 0, glm: str = "au
     wins = {float(r["win"]) for r in rows}
     if len(rows) < 5:
         return {**out, "lc_note": f"not fitted: {len(rows)} verdicts (the GLM's 5-fold cross-validation needs 5)"}
-    if wins <= {0.0} or wins <= {1.0}:
-        return {**out, "lc_note": f"not fitted: all {len(rows)} verdicts are {'losses' if wins == {0.0} else 'wins'} "
-                                  "(no finite GLM fit)"}
     df = _annotations(rows)
     reason = _v1_reason(rows) if glm == "auto" else f"{glm} requested"
     if reason is None:
@@ -139,9 +141,13 @@ def lc_win_rate(rows: list[dict], n_boot: int = 0, seed: int = 0, glm: str = "au
                     "lc_note": "alpaca_eval get_length_controlled_winrate (the leaderboard's GLM)"}
         except Exception as e:  # noqa: BLE001 - the Hub answered but the download or fit failed: fall back, say why
             reason = f"length_controlled_v1 failed ({type(e).__name__}: {str(e)[:120]})"
+    if wins <= {0.0} or wins <= {1.0}:
+        return {**out, "lc_note": f"not fitted: all {len(rows)} verdicts are {'losses' if wins == {0.0} else 'wins'} "
+                                  f"(no finite fit of the minimal GLM; {reason})"}
     pred, weights, X, p, X_test = _fit_minimal(df)
-    out.update(lc_win_rate=float(pred.mean() * 100), lc_standard_error=float(pred.std(ddof=1) / math.sqrt(len(pred)) * 100),
-               lc_weights=weights, lc_note=f"minimal GLM: {reason}")
+    out.update(lc_win_rate=float(pred.mean() * 100), lc_weights=weights,
+               lc_note=f"minimal GLM: {reason}; no standard error (constant predictions): its uncertainty is "
+                       f"lc_ci_low/lc_ci_high" + ("" if n_boot else " (not drawn: lc_n_boot=0)"))
     if n_boot:
         rng = np.random.default_rng(seed)
         stats = [_refit(X[i], p[i], X_test[i], weights["C"]) * 100

@@ -1,5 +1,17 @@
-"""Shared fixtures. Tests never touch the network: the Hub and downloads are switched off here."""
+"""Shared fixtures. Tests never touch the network: the Hub and downloads are switched off here.
+
+The test session has its own cache and results folders (a temporary folder, removed at the end): score, judge,
+rewrite and generation caches, adapters, result files and figures all go there, so a test never reads a value an
+older engine cached in the user's cache and leaves nothing in it. The one thing shared is the converted models
+folder (``<user cache>/models``, linked into the session's cache): tests only read it, apart from the one-time
+conversion `flr setup` would make anyway. A session-finish check names anything else a test left in the user's
+cache (:func:`pytest_sessionfinish`).
+"""
 import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -7,9 +19,73 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["FLR_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+USER_CACHE = Path(os.environ.get("FLR_CACHE_DIR") or Path.home() / ".cache" / "flrlib").expanduser().resolve()
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="flr-tests-")).resolve()
+SESSION_ENV = {"FLR_CACHE_DIR": str(SESSION_DIR / "cache"), "FLR_RESULTS_DIR": str(SESSION_DIR / "results"),
+               "FLR_FIGURES_DIR": str(SESSION_DIR / "figures")}
+(USER_CACHE / "models").mkdir(parents=True, exist_ok=True)
+(SESSION_DIR / "cache").mkdir()
+(SESSION_DIR / "cache" / "models").symlink_to(USER_CACHE / "models", target_is_directory=True)
+os.environ.update(SESSION_ENV)
+_STARTED = time.time()
+
 import pytest  # noqa: E402
 
 from flrlib import models  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _session_folders():
+    """Every test starts in the session's folders, even after a test that set and deleted one of the variables
+    itself instead of through ``monkeypatch``."""
+    os.environ.update(SESSION_ENV)
+
+
+def _leaked() -> list[Path]:
+    """Files outside ``models/`` of the user's cache written since the session began."""
+    if not USER_CACHE.exists():
+        return []
+    return sorted(p for p in USER_CACHE.rglob("*") if p.is_file() and not p.is_symlink()
+                  and p.relative_to(USER_CACHE).parts[0] != "models" and p.stat().st_mtime >= _STARTED)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's folders (``FLR_KEEP_TEST_DIRS=1`` keeps them) and check the user's cache: a file there
+    named after the test-only tiny model is a test's leak and fails the session; any other new file is reported
+    (it may come from another `flr` run on this machine at the same time)."""
+    leaked = _leaked()
+    tiny = [p for p in leaked if "tiny" in p.name]
+    if tiny:
+        session.exitstatus = 1
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaked and reporter is not None:
+        reporter.write_line(("FAILED: tests wrote" if tiny else "warning: new files") + f" in the user's cache "
+                            f"{USER_CACHE} outside models/ (tests have their own, {SESSION_ENV['FLR_CACHE_DIR']}): "
+                            + ", ".join(str(p.relative_to(USER_CACHE)) for p in leaked[:10]), red=bool(tiny))
+    bad = _not_strict_results(session)
+    if bad:
+        session.exitstatus = 1
+        if reporter is not None:
+            reporter.write_line(f"FAILED: {len(bad)} result files written by this session are not strict JSON "
+                                f"(flrlib.results writes undefined numbers as null): " + "; ".join(bad[:5]), red=True)
+    if os.environ.get("FLR_KEEP_TEST_DIRS") != "1":
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+def _not_strict_results(session) -> list[str]:
+    """Result files this session wrote (its results folder, and every ``results`` folder under pytest's temporary
+    folders, e.g. the smoke-profile notebooks' run) that a strict JSON parser rejects."""
+    from helpers import not_strict_json, result_files
+
+    folders = [SESSION_DIR / "results"]
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    try:
+        base = factory.getbasetemp() if factory is not None else None
+    except (OSError, ValueError):
+        base = None
+    if base is not None and base.exists():
+        folders += [d for d in base.rglob("results") if d.is_dir()]
+    return not_strict_json(result_files(*folders))
 
 
 @pytest.fixture(scope="session")
@@ -56,15 +132,17 @@ def small_bank():
 
 @pytest.fixture
 def convs():
-    return [
-        [{"role": "user", "content": "What is the capital of France?"},
-         {"role": "assistant", "content": "The capital of France is Paris."}],
-        [{"role": "user", "content": "Hi!"}, {"role": "assistant", "content": "Hello! How can I help?"},
-         {"role": "user", "content": "Tell me a joke about cats, a long one please."},
-         {"role": "assistant", "content": "Why did the cat sit on the computer? To keep an eye on the mouse!"}],
-        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"},
-         {"role": "assistant", "content": "4"}],
-    ]
+    """Three conversations ending with an assistant turn (tests/helpers.py's CONVS, a fresh copy)."""
+    from helpers import conversations
+
+    return conversations()
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """A results folder of the test's own (FLR_RESULTS_DIR), for tests that read back what they wrote."""
+    monkeypatch.setenv("FLR_RESULTS_DIR", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

@@ -43,8 +43,9 @@ def _loopback_port() -> int:
 
 @pytest.mark.integration
 def test_score_shards_across_processes_with_accelerate(tmp_path, data_ready):
-    """2 CPU processes (torchrun; on GPUs `accelerate launch --multi_gpu` starts the same ranks): accelerate's
-    PartialState gives each rank a strided slice, rank 0 merges the parts in input order."""
+    """2 CPU processes (torchrun; on GPUs `accelerate launch --multi_gpu` starts the same ranks): `flr score` is a
+    thin caller of the Scorer's data-parallel mode (the one mechanism): the batches are dealt to the ranks, each
+    caches its own into <cache>.rank<r>.jsonl, rank 0 writes the output in input order, nothing else is left."""
     import os
     import subprocess
     import sys
@@ -72,7 +73,9 @@ def test_score_shards_across_processes_with_accelerate(tmp_path, data_ready):
     assert [r["id"] for r in two] == [f"r{i}" for i in range(5)]
     assert [r["reward"] for r in two] == pytest.approx([r["reward"] for r in one], abs=1e-5)
     assert sorted(p.name for p in tmp_path.glob("c2.rank*.jsonl")) == ["c2.rank0.jsonl", "c2.rank1.jsonl"]
-    assert not list(tmp_path.glob("two.jsonl.*"))  # parts merged and removed
+    assert not list(tmp_path.glob("two.jsonl.*")) and not (tmp_path / "c2.jsonl").exists()
+    cached = [len((tmp_path / f"c2.rank{r}.jsonl").read_text().splitlines()) for r in (0, 1)]
+    assert sorted(cached) == [1, 4]  # the Scorer's batches (4 rows, then 1), not a strided split of the rows
 
 
 @pytest.mark.parametrize("line, msg", [

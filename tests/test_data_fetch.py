@@ -100,3 +100,131 @@ def test_bank_files_and_errors(tmp_path, data_ready):
         load_bank(p2)
     with pytest.raises(KeyError, match="no categories"):
         load_bank("paper", categories=["nope"])
+
+
+def test_every_source_has_a_recorded_checksum():
+    from flrlib.data.fetch import checksums
+    sums = checksums()
+    assert {s.path for s in sources()} == set(sums) and all(len(v) == 64 for v in sums.values())
+
+
+def _truncated_mirror(tmp_path, data_ready, rel="hh-rlhf/helpful-base/test.jsonl.gz"):
+    mirror = tmp_path / "mirror"
+    (mirror / rel).parent.mkdir(parents=True)
+    blob = (data_ready / rel).read_bytes()
+    (mirror / rel).write_bytes(blob[: len(blob) // 2])  # a cut copy, as a broken transfer leaves it
+    return mirror, rel, blob
+
+
+def test_a_truncated_gz_in_the_mirror_is_refused_and_not_copied(tmp_path, data_ready):
+    from flrlib.data.fetch import Corrupt
+    mirror, rel, _ = _truncated_mirror(tmp_path, data_ready)
+    with pytest.raises(Corrupt, match=rf"{mirror / rel}: damaged gzip stream.*repair the mirror"):
+        fetch(dest=tmp_path / "d", mirror=mirror, online=False, only=["hh-rlhf/helpful-base"], verbose=False)
+    assert not (tmp_path / "d" / rel).exists() and not list((tmp_path / "d").rglob("*.part*"))
+
+
+def test_a_damaged_file_already_present_is_refused_on_every_run_with_the_repair(tmp_path, data_ready):
+    from flrlib.data.fetch import Corrupt
+    from flrlib.files import BadFile, read_jsonl
+    mirror, rel, blob = _truncated_mirror(tmp_path, data_ready)
+    dest = tmp_path / "d"
+    (dest / rel).parent.mkdir(parents=True)
+    (dest / rel).write_bytes(blob[: len(blob) // 2])
+    for _ in range(2):  # not "already present": refused each time
+        with pytest.raises(Corrupt, match=rf"{dest / rel}: damaged gzip stream.*delete it and run `flr data`"):
+            fetch(dest=dest, mirror=data_ready, online=False, only=["hh-rlhf/helpful-base"], verbose=False)
+    with pytest.raises(BadFile, match=rf"{dest / rel}: damaged gzip file"):  # a loader names the file too
+        read_jsonl(dest / rel)
+    # altered but well-formed content: the checksum, not gzip, catches it
+    import gzip
+    (dest / rel).write_bytes(gzip.compress(gzip.decompress(blob)[:-10], mtime=0))
+    with pytest.raises(Corrupt, match=r"differs from the recorded"):
+        fetch(dest=dest, mirror=data_ready, online=False, only=["hh-rlhf/helpful-base"], verbose=False)
+    (dest / rel).unlink()  # the repair the message names
+    assert fetch(dest=dest, mirror=data_ready, online=False, only=["hh-rlhf/helpful-base"], verbose=False)["copied"] == 1
+    # a recompressed copy (other zlib, other gzip bytes) of the right content passes
+    (dest / rel).write_bytes(gzip.compress(gzip.decompress(blob), compresslevel=1, mtime=0))
+    assert fetch(dest=dest, mirror=data_ready, online=False, only=["hh-rlhf/helpful-base"], verbose=False)["present"] == 1
+
+
+def test_a_download_that_does_not_match_is_not_written(tmp_path):
+    from flrlib.data.fetch import Corrupt
+    fake = tmp_path / "utils.py"  # a well-formed bank that is not the paper's
+    fake.write_text("\n".join(f"{c}_pos = ['good']\n{c}_neg = ['bad']" for c in
+                              ["understanding", "relevance", "correctness", "engagingness", "informativeness",
+                               "following"]))
+    src = Source("paper/followups.json", fake.as_uri(), False, "paper", convert="followups")
+    with pytest.raises(Corrupt, match=r"differs from the recorded.*did not match"):
+        _download(src, tmp_path / "d/paper/followups.json", 5)
+    assert not (tmp_path / "d/paper/followups.json").exists()
+
+
+HUB_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hub"
+
+
+def test_prefetch_locks_every_hub_repo_of_the_paper_profile_and_offline_runs_read_only_that(tmp_path, monkeypatch):
+    """The download function is the only network call: here it reads a local folder laid out like the Hub."""
+    from flrlib.data import hub
+    from flrlib.data.registry import load_benchmark
+
+    folder = tmp_path / "hub"
+    need = hub.profile_needs("paper")
+    datasets_needed = {n["repo_id"] for n in need if n["repo_type"] == "dataset"}
+    assert {"stanfordnlp/SHP", "berkeley-nest/Nectar", "openbmb/UltraFeedback", "lmsys/mt_bench_human_judgments"} <= \
+        datasets_needed
+    assert {n["repo_id"] for n in need if n["repo_type"] == "model"} == {"meta-llama/Meta-Llama-3-8B-Instruct",
+                                                                         "Qwen/Qwen2-7B-Instruct"}
+    calls = []
+    fake = hub.folder_download(HUB_FIXTURES)
+
+    def download(rid, rtype, rev, dest):
+        calls.append(rid)
+        if rtype == "model":  # no model weights in the fixtures: a model repo of one config file
+            (tmp_path / "models" / rid).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "models" / rid / "config.json").write_text("{}")
+            return hub.folder_download(tmp_path / "models")(rid, rtype, rev, dest)
+        return fake(rid, rtype, rev, dest)
+
+    report = hub.prefetch("paper", folder, download=download, verbose=False)
+    assert sorted(report["downloaded"]) == sorted(n["repo_id"] for n in need) and not report["failed"]
+    lock = hub.read_lock(folder)
+    assert set(lock["datasets"]) == datasets_needed and all(len(e["revision"]) == 40 for e in lock["datasets"].values())
+    again = hub.prefetch("paper", folder, download=download, verbose=False)  # resumes: nothing downloaded twice
+    assert again["downloaded"] == [] and len(calls) == len(need)
+
+    monkeypatch.setenv("FLR_HUB_DIR", str(folder))
+    monkeypatch.setenv("FLR_OFFLINE", "1")
+    recs, rep = load_benchmark("shp")  # datasets.load_dataset on the locked snapshot folder, no network
+    assert rep["rows_total"] == 3 and {r["chosen"][:9] for r in recs} >= {"Sunlight ", "They show"}
+    recs, rep = load_benchmark("mt_bench_human")  # parquet + README configs, split "human"
+    assert rep["rows_total"] == 3 and rep["dropped"] == {"tie": 1}
+    assert load_benchmark("alpaca_farm")[1]["rows_total"] == 3  # one file of the repo (hf_hub_download's path)
+    assert load_benchmark("helpsteer")[1]["rows_total"] == 3 and load_benchmark("feedback_bench")[1]["rows_total"] == 3
+    assert len(hub.load_hub_dataset("berkeley-nest/Nectar", None, "train")) == 9
+    assert hub.use_locked_models(folder) == ["Qwen/Qwen2-7B-Instruct", "meta-llama/Meta-Llama-3-8B-Instruct"]
+    import os
+    assert os.environ["HF_HUB_CACHE"] == str(folder)
+
+    # a revision that differs from the lock is refused
+    locked = lock["datasets"]["stanfordnlp/SHP"]["revision"]
+    with pytest.raises(DataMissing, match=f"revision {'a' * 40} is asked for.*locks {locked}"):
+        hub.hub_rows("shp", "stanfordnlp/SHP", None, "test", revision="a" * 40)
+    assert hub.hub_rows("shp", "stanfordnlp/SHP", None, "test", revision=locked)  # the locked commit is fine
+    # offline, a repo that was not prefetched is refused with what to do
+    with pytest.raises(DataMissing, match=r"allenai/x was not prefetched.*flr data --prefetch"):
+        hub.hub_rows("x", "allenai/x", None, "test")
+    # a model ref changed after the prefetch is refused
+    ref = hub.repo_folder(folder, "Qwen/Qwen2-7B-Instruct", "model") / "refs" / "main"
+    ref.write_text("b" * 40)
+    with pytest.raises(DataMissing, match="refs/main says " + "b" * 40):
+        hub.use_locked_models(folder)
+
+
+def test_prefetch_cli_lists_what_failed(tmp_path, monkeypatch):
+    from flrlib.cli import main
+    monkeypatch.setenv("FLR_OFFLINE", "1")  # hf_download itself must not reach the network in a test
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda *a, **k: (_ for _ in ()).throw(ConnectionError("no network here")))
+    assert main(["data", "--prefetch", "--profile", "paper", "--hub-dir", str(tmp_path / "h")]) == 2

@@ -5,8 +5,9 @@ import re
 
 import numpy as np
 import pytest
+from helpers import pair, user
 
-from flrlib import explore, scoring
+from flrlib import compare, explore, scoring
 from flrlib.scoring import ScoreConfig, Scorer
 
 CONTEXT = "User: Hi!\nAssistant: Hello! How can I help?\nUser: What is the capital of France?\nPlease be brief."
@@ -64,7 +65,7 @@ class Counter:
 
     def __init__(self, monkeypatch):
         self.score = self.engine = 0
-        real_score, real_engine = scoring.Scorer.score, explore.engine_logprobs
+        real_score, real_engine = scoring.Scorer.score, compare.engine_logprobs
 
         def score(*a, **k):
             self.score += 1
@@ -75,7 +76,7 @@ class Counter:
             return real_engine(*a, **k)
 
         monkeypatch.setattr(scoring.Scorer, "score", score)
-        monkeypatch.setattr(explore, "engine_logprobs", eng)
+        monkeypatch.setattr(compare, "engine_logprobs", eng)  # the explorer's scoring module calls it
 
 
 # -- transcripts ------------------------------------------------------------------------------------------------
@@ -314,9 +315,8 @@ def test_bank_error_clears_when_the_field_is_fixed(ui, tmp_path):
 
 
 def test_example_picker_human_label_and_pasted_reply(tiny, small_bank):
-    ex = [{"id": "p1", "benchmark": "toy", "messages": [{"role": "user", "content": "Q1?"}], "chosen": "yes",
-           "rejected": "no, not at all, never"},
-          {"id": "p2", "benchmark": "toy", "messages": [{"role": "user", "content": "Q2?"}], "response": "maybe"}]
+    ex = [pair("p1", "Q1?", "yes", "no, not at all, never"),
+          {"id": "p2", "benchmark": "toy", "messages": user("Q2?"), "response": "maybe"}]
     u = explore.Explorer(examples=ex, loaded=tiny, bank=small_bank, cache=None)
     assert (u.conversation.value, u.response_a.value, u.response_b.value) == ("User: Q1?", "yes",
                                                                               "no, not at all, never")
@@ -393,9 +393,7 @@ def test_static_fallback_renders_the_same_views(ui, monkeypatch):
 
 
 def test_notebook_helpers_compare_pairs_and_heatmap(tiny, small_bank):
-    pairs = [{"id": "p1", "messages": [{"role": "user", "content": "Capital of France?"}], "chosen": "Paris.",
-              "rejected": "Berlin."},
-             {"id": "p2", "messages": [{"role": "user", "content": "2+2?"}], "chosen": "4", "rejected": "5"}]
+    pairs = [pair("p1", "Capital of France?", "Paris.", "Berlin."), pair("p2", "2+2?", "4", "5")]
     flr = Scorer(tiny, small_bank, ScoreConfig(), cache=None)
     legacy = Scorer(tiny, small_bank, ScoreConfig(scorer="legacy_repo"), cache=None)
     table = explore.compare_pairs(pairs, {"flr": flr, "legacy_repo": legacy}, limits={"legacy_repo": 1},
@@ -415,3 +413,41 @@ def test_notebook_helpers_compare_pairs_and_heatmap(tiny, small_bank):
 
     shown = explore.conversation_html([{"role": "user", "content": "<b>x</b>"}], {"A": "a & b"})
     assert "&lt;b&gt;x&lt;/b&gt;" in shown and "a &amp; b" in shown
+
+
+# -- the modules behind explore ---------------------------------------------------------------------------------
+
+def test_explore_keeps_every_name_the_notebooks_and_tests_use():
+    """Issue #26: explore.py was split into transcripts, compare (scoring A and B), views and widget; the
+    names the notebooks and tests take from explore all still resolve, to the one definition in its module."""
+    import json
+
+    from flrlib import transcripts, views, widget
+    from flrlib.paths import ROOT
+
+    used = set()
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "tests").glob("*.py")):
+        text = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"]) if nb.suffix == ".ipynb" \
+            else nb.read_text()
+        used |= set(re.findall(r"\bexplore\.([A-Za-z_]\w*)", text)) - {"py"}  # not the file name explore.py
+    assert {"Explorer", "show", "parse_transcript", "score_responses", "verdict_html"} <= used
+    missing = sorted(n for n in used if not hasattr(explore, n))
+    assert not missing, f"explore lacks {missing}"
+    assert explore.Explorer is widget.Explorer and explore.parse_transcript is transcripts.parse_transcript
+    assert explore.verdict_html is views.verdict_html and explore.score_responses is compare.score_responses
+
+
+def test_the_views_and_transcripts_load_no_model_and_no_widget():
+    import ast
+    from pathlib import Path
+
+    import flrlib
+
+    def imports(name):
+        tree = ast.parse((Path(flrlib.__file__).parent / f"{name}.py").read_text())
+        return {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level} | \
+            {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+    assert imports("transcripts") == {"re"}  # text <-> messages, nothing else
+    assert not imports("views") & {"scoring", "models", "widget", "compare", "torch", "transformers", "ipywidgets"}
+    assert not imports("compare") & {"widget", "ipywidgets"}

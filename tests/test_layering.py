@@ -54,3 +54,48 @@ def test_reporting_and_metrics_load_no_model():
         assert not bad, f"flrlib/{name}.py imports {sorted(bad)}"
     outside = {m for m in _imports(_module("metrics")) if not (PKG / f"{m}.py").exists()}
     assert outside <= {"__future__", "warnings", "math", "numpy", "scipy", "itertools", "functools", "collections"}, outside
+
+
+# the workflows, the engine and the face of DESIGN.md: what an analysis module must never import
+ABOVE_ANALYSIS = {"benchmarks", "feedback", "lora", "mining", "align", "generate", "rewrite", "judge", "judges",
+                  "reward", "rerank", "explore", "transcripts", "compare", "views", "widget", "scoring", "chat",
+                  "followups", "cache", "models", "client", "cli", "reproduce", "plan", "serve"}
+ANALYSIS = ("metrics", "paired", "winrate", "reporting")
+
+
+def _graph() -> dict:
+    mods = {p.stem: p for p in PKG.glob("*.py") if p.stem != "__init__"}
+    return {m: {x for x in _imports(p) if x in mods and x != m} for m, p in mods.items()}
+
+
+def test_analysis_reads_result_files_and_imports_no_workflow():
+    """Issue #26: paired imported benchmarks.result_path (analysis reaching into a workflow); the naming rules of
+    result files live in flrlib.results."""
+    for name in ANALYSIS:
+        bad = _imports(_module(name)) & ABOVE_ANALYSIS
+        assert not bad, f"flrlib/{name}.py imports {sorted(bad)}"
+    import flrlib.benchmarks as b
+    import flrlib.results as r
+
+    assert b.result_path is r.result_path and b.result_stem is r.result_stem  # one rule, re-exported
+
+
+def test_no_import_cycles():
+    """Issue #26: paired and reporting imported each other. No module imports (even lazily) one that imports it
+    back, directly or through others."""
+    graph = _graph()
+    state, cycles = {}, []
+
+    def visit(m, stack):
+        state[m] = "open"
+        for n in sorted(graph[m]):
+            if state.get(n) == "open":
+                cycles.append(stack[stack.index(n):] + [n])
+            elif n not in state:
+                visit(n, stack + [n])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

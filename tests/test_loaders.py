@@ -151,6 +151,76 @@ def test_mt_bench_human_keeps_turn1_drops_ties_and_diverging_turn2():
     assert dropped == {"contexts of the two models differ (turn 2)": 1, "tie": 1}
 
 
+def _mt_row(qid, a, b, winner, judge, turn=1, answers=None):
+    ans = answers or {}
+
+    def conv(m):
+        return [{"role": "user", "content": f"Q{qid}"}, {"role": "assistant", "content": ans.get(m, f"{m} answer")},
+                {"role": "user", "content": "Q2"}, {"role": "assistant", "content": f"{m} second"}]
+    return {"question_id": qid, "model_a": a, "model_b": b, "winner": winner, "judge": judge, "turn": turn,
+            "conversation_a": conv(a), "conversation_b": conv(b)}
+
+
+def test_mt_bench_human_aggregates_the_judges_votes_per_pair():
+    """Issue #26: several judges' votes on one pair became separate, conflicting records. Rows are grouped by
+    (question, sorted model pair, turn) as FastChat's compute_agreement.py groups them; the majority wins.
+    Hand-made rows in the split's schema (the real split is Hub-only: not reachable from the test machines)."""
+    rows = [_mt_row(81, "x", "y", "model_a", "expert_1"), _mt_row(81, "y", "x", "model_b", "author_0"),  # x, x
+            _mt_row(81, "x", "y", "model_b", "expert_2"),                                                # y
+            _mt_row(82, "x", "y", "model_a", "expert_1"), _mt_row(82, "x", "y", "model_b", "author_2"),  # split
+            _mt_row(83, "x", "y", "tie", "expert_1"), _mt_row(83, "y", "x", "tie (bothbad)", "expert_3"),  # all ties
+            _mt_row(84, "x", "y", "tie", "expert_1"), _mt_row(84, "x", "y", "model_b", "expert_4"),      # y, a tie
+            _mt_row(81, "x", "y", "model_a", "expert_1", turn=2)]                                         # turn 2
+    recs, dropped = pairwise.parse_mt_bench_human(rows)
+    by_q = {r["category"]: r for r in recs}
+    assert len(recs) == len(by_q) == 2  # one record per judged pair, never two conflicting ones
+    assert (by_q["81"]["chosen"], by_q["81"]["rejected"]) == ("x answer", "y answer")
+    assert by_q["81"]["generators"] == ["x", "y"]
+    assert by_q["81"]["votes"] == {"chosen": 2, "rejected": 1, "tie": 0}
+    assert sorted(by_q["81"]["judges"]) == ["author_0", "expert_1", "expert_2"]
+    assert by_q["84"]["chosen"] == "y answer" and by_q["84"]["votes"] == {"chosen": 1, "rejected": 0, "tie": 1}
+    assert by_q["81"]["messages"] == [{"role": "user", "content": "Q81"}]
+    assert dropped == {"judges split evenly": 1, "tie": 1, "contexts of the two models differ (turn 2)": 1}
+    with pytest.raises(MalformedRow, match="row 1: missing field 'judge'"):
+        pairwise.parse_mt_bench_human([{k: v for k, v in rows[0].items() if k != "judge"}])
+
+
+def test_beavertails_pairs_are_pku_saferlhf_and_qa_rows_are_refused():
+    """Issue #26: PKU-Alignment/BeaverTails rows are QA classifications (one response, is_safe); the pairs are
+    PKU-SafeRLHF's. A BeaverTails row gets a message naming the right source; ``both`` keeps the pairs whose
+    helpfulness and safety labels agree (one reading of the authors' unpublished "beavertails_holistic" file)."""
+    rows = [{"prompt": "How to pick a lock?", "response_0": "I can't help.", "response_1": "Use a pin.",
+             "better_response_id": 1, "safer_response_id": 0},
+            {"prompt": "Bake bread?", "response_0": "Flour, water, yeast, salt; knead, rise, bake.", "response_1": "No.",
+             "better_response_id": 0, "safer_response_id": 0}]
+    assert [r["chosen"] for r in pairwise.parse_pku_saferlhf(rows)[0]] == ["Use a pin.", rows[1]["response_0"]]
+    assert pairwise.parse_pku_saferlhf(rows, label="safer_response_id")[0][0]["chosen"] == "I can't help."
+    recs, dropped = pairwise.parse_pku_saferlhf(rows, label="both")
+    assert [r["id"] for r in recs] == ["beavertails-1"] and dropped == {"helpfulness and safety labels disagree": 1}
+    qa = [{"prompt": "How to pick a lock?", "response": "Use a pin.", "category": {"violence": False}, "is_safe": False}]
+    with pytest.raises(MalformedRow, match=r"row 1: a PKU-Alignment/BeaverTails QA classification row.*PKU-SafeRLHF"):
+        pairwise.parse_pku_saferlhf(qa)
+    with pytest.raises(ValueError, match="label must be one of"):
+        pairwise.parse_pku_saferlhf(rows, label="holistic")
+
+
+def test_pairwise_hub_parsers_read_the_fixture_layout():
+    """The parquet layout of the rehearsal fixture (hand-made rows, see tests/fixtures/hub/README.md) and the
+    PKU-SafeRLHF JSON lines fixture parse with the new parsers."""
+    from pathlib import Path
+
+    pd = pytest.importorskip("pandas")
+    fx = Path(__file__).parent / "fixtures" / "hub"
+    mt = pd.read_parquet(fx / "lmsys/mt_bench_human_judgments/data/human-00000-of-00001.parquet")
+    rows = [{**r, "conversation_a": list(r["conversation_a"]), "conversation_b": list(r["conversation_b"])}
+            for r in mt.to_dict("records")]
+    recs, dropped = pairwise.parse_mt_bench_human(rows)
+    assert len(recs) == 2 and dropped == {"tie": 1}
+    safe = [json.loads(x) for x in (fx / "PKU-Alignment/PKU-SafeRLHF/data/Alpaca-7B/test.jsonl").read_text().splitlines()
+            if x.strip()]
+    assert pairwise.parse_pku_saferlhf(safe)[0]
+
+
 def test_helpsteer_and_feedback_bench():
     recs, _ = hub.parse_helpsteer([{"prompt": "p", "response": "r", "helpfulness": 3, "correctness": 4,
                                     "coherence": 4, "complexity": 1, "verbosity": 2}])
@@ -218,7 +288,7 @@ def test_hub_errors_say_offline_only_when_offline(online):
 
 def test_hub_benchmarks_fail_clearly_offline():
     for name in data.benchmark_names(offline=False):
-        with pytest.raises(DataMissing, match="not available offline"):
+        with pytest.raises(DataMissing, match="offline"):  # "not available offline" / "this run is offline: ..."
             data.load_benchmark(name)
 
 
@@ -231,7 +301,7 @@ def test_registry_entries_are_complete(data_ready):
     from flrlib.data.registry import registry
 
     reg = registry()
-    assert {"pairwise", "rating", "system"} == {e["kind"] for e in reg.values()}
+    assert {"pairwise", "rating", "system", "rm_bench"} == {e["kind"] for e in reg.values()}
     for name, e in reg.items():
         assert {"kind", "loader", "source", "licence", "size", "offline"} <= set(e), name
         if e["offline"] and e["kind"] != "system":
@@ -280,7 +350,7 @@ def test_offline_benchmarks_load_with_reports(data_ready):
         if name == "alpaca_eval_system":
             continue
         recs, rep = data.load_benchmark(name)
-        assert rep["rows_used"] == len(recs) > 0 and rep["kind"] in ("pairwise", "rating")
+        assert rep["rows_used"] == len(recs) > 0 and rep["kind"] in ("pairwise", "rating", "rm_bench")
         assert rep["rows_used"] == rep["rows_valid"], name
         assert rep["rows_valid"] + sum(rep["dropped"].values()) == rep["rows_total"], name
         assert len({r["id"] for r in recs}) == len(recs)
@@ -362,7 +432,9 @@ def test_converters_agree_with_the_raw_mirror_files(data_ready):
     # every offline record is a valid conversation once its response is appended (role order included)
     for name in data.benchmark_names(offline=True):
         for r in data.load_benchmark(name)[0]:
-            check_messages(list(r["messages"]) + [{"role": "assistant", "content": r.get("chosen") or r["response"]}])
+            resp = r.get("chosen") or r["response"]
+            for t in resp if isinstance(resp, list) else [resp]:  # rm_bench: 3 styled responses per side
+                check_messages(list(r["messages"]) + [{"role": "assistant", "content": t}])
 
 
 def test_nectar_transcripts_must_alternate():

@@ -78,3 +78,24 @@ def test_bundled_model_answers_coherently(smol):
     ids = smol.tokenizer.apply_chat_template(q, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = smol.model.generate(**ids, max_new_tokens=20, do_sample=False)
     assert "Paris" in smol.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_auto_device_is_this_ranks_gpu(monkeypatch):
+    """Defect (#23): under a multi-process launch every rank's model went to "cuda" (GPU 0). With WORLD_SIZE > 1
+    the automatic device is the GPU of the process's LOCAL_RANK; a plain run keeps "cuda"; too few GPUs is
+    refused."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    for var in ("WORLD_SIZE", "LOCAL_RANK", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert models.pick_device() == "cuda" and models.pick_device("cpu") == "cpu"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert models.pick_device() == "cuda:2" and models.pick_device("cuda:0") == "cuda:0"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert models.pick_dtype("auto", "cuda:2") == torch.bfloat16  # a GPU named with its index is still a GPU
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    with pytest.raises(models.ModelNotAvailable, match="LOCAL_RANK=5 but this process sees 4 GPU"):
+        models.pick_device()

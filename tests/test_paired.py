@@ -9,7 +9,7 @@ from flrlib import metrics, paired
 
 def _files(tmp_path, monkeypatch):
     """Result files of three tags on a pairwise (pw) and a rating (rt) benchmark, rows written in other orders."""
-    from flrlib.benchmarks import result_path
+    from flrlib.results import result_path
     from flrlib.results import write_json, write_jsonl
 
     monkeypatch.setenv("FLR_RESULTS_DIR", str(tmp_path))
@@ -33,7 +33,7 @@ def _files(tmp_path, monkeypatch):
 
 
 def test_compare_reads_result_files_and_pairs_rows(tmp_path, monkeypatch):
-    from flrlib.benchmarks import result_path
+    from flrlib.results import result_path
     from flrlib.results import write_jsonl
 
     correct, rewards, target = _files(tmp_path, monkeypatch)

@@ -39,3 +39,53 @@ def test_another_gpu_kind_is_scaled_by_the_datasheet_and_says_so():
     assert "scaled from H100-SXM by datasheet bf16_dense_tflops" in text
     row, factor, _ = plan._rate(plan.load_table(), "score", "A100-80GB")
     assert row["gpu"] == "H100-SXM" and abs(factor - 312 / 989) < 1e-9
+
+
+def test_paper_plan_counts_grpo_serves_eval_outputs_and_fits_a_day_on_8_h100():
+    pl = plan.Planner("paper").build()
+    par = set(pl.prof["parallel"])
+    by = {s["what"].split(" (")[0]: s for s in pl.steps if s["notebook"] == "06_alignment"}
+    grpo = by["GRPO vs flr"]  # the profile's grpo block: 500 steps x 8 completions x 4 accumulation per rank
+    assert grpo["samples"] == 500 * 8 * 4 and grpo["steps"] == {1: 500, 8: 500} and grpo["seconds"] > 0
+    assert pl.time_on(grpo, 8, par) == pl.time_on(grpo, 1, par)  # fixed max_steps: N ranks, N x the completions
+    ev = by["evaluation outputs"]
+    assert ev["server"] and "server" in ev["what"] and pl.time_on(ev, 8, par) == ev["seconds"]
+    assert any("--lora-modules dpo=" in n and "kto=" in n for n in ev["needs"])
+    # LoRA on a frozen base: 4N per trained token, + the reference (DPO) and the reference and KL forwards (KTO)
+    peak = pl.table["gpus"]["H100-SXM"]["bf16_dense_tflops"] * 1e12
+    mfu = next(r["value"] for r in pl.table["rates"] if r["task"] == "train")
+    for name, passes in (("DPO", 6), ("KTO", 10)):
+        s = by[name]
+        assert abs(s["seconds"] - s["tokens"] * 8e9 * passes / (peak * mfu)) < 1e-6 * s["seconds"]
+        assert pl.time_on(s, 8, par) * 8 == pl.time_on(s, 1, par)  # data-parallel on every rank
+    sft = next(s for s in pl.steps if s["what"].startswith("LoRA SFT"))
+    assert abs(sft["seconds"] - sft["tokens"] * 8e9 * 4 / (peak * mfu)) < 1e-6 * sft["seconds"]
+    total8 = sum(pl.time_on(s, 8, par) for s in pl.steps)
+    assert total8 <= 24 * 3600, total8 / 3600
+    text = plan.render("paper")
+    assert "within the 24 h target" in text and "06 GRPO vs flr" in text and "06 DPO" in text.split("divided over")[1]
+
+
+def test_gpu_kind_is_case_insensitive_and_an_unknown_kind_lists_the_known_ones():
+    assert "8x A100-80GB" in plan.render("smoke", gpus=[8], kind="a100-80gb")
+    from flrlib.cli import main
+    import pytest
+    with pytest.raises(ValueError, match="knows: A100-80GB, H100-SXM"):
+        plan.render("smoke", kind="v100")
+    assert main(["reproduce", "--profile", "smoke", "--plan", "--gpu-kind", "v100"]) == 2
+
+
+def test_malformed_profile_and_unknown_only_give_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("common:\n  model: x\nnotebooks:\n  03_reward_benchmarks: {max_examples: [1, }\n")
+    for args in (["reproduce", "--profile", str(bad), "--plan"], ["reproduce", "--profile", str(bad)],
+                 ["reproduce", "--profile", "smoke", "--only", "99"],
+                 ["reproduce", "--profile", "smoke", "--plan", "--only", "99"]):
+        p = subprocess.run([sys.executable, "-m", "flrlib.cli", *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and "Traceback" not in p.stderr, (args, p.stderr)
+        err = p.stderr.strip()
+        assert len(err.splitlines()) == 1, err
+        if "99" in args:
+            assert "--only 99" in err and "03_reward_benchmarks" in err
+        else:
+            assert f"{bad}:4:" in err, err

@@ -96,3 +96,27 @@ def test_rerank_input_errors_name_file_line_and_field(tmp_path, capsys, row, mes
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_automatic_ids_never_collide_with_given_ones(tmp_path):
+    """Regression (#26 item 10): a row without id became 'row1', and a later row whose given id is 'row1' was then
+    refused as a duplicate of a row that had no id at all."""
+    path = tmp_path / "in.jsonl"
+    rows = [{k: v for k, v in ROWS[0].items() if k != "id"}, ROWS[1] | {"id": "row1"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["id"] for r in rerank.read_candidates(path)] == ["row1.1", "row1"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in [ROWS[1] | {"id": "row1"}, ROWS[1] | {"id": "row1"}]))
+    with pytest.raises(BadFile, match="in.jsonl:2: field 'id': 'row1' is already the id of row 1"):
+        rerank.read_candidates(path)  # a real duplicate is still one
+
+
+def test_rerank_cli_refuses_to_replace_candidates_and_names_the_bank_flag(tmp_path, capsys):
+    """Regression (#26 items 9, 10): --policy-model silently replaced the candidates the rows had; a missing --bank
+    file was an [Errno 2] naming no flag."""
+    inp, out = _write(tmp_path / "in.jsonl", ROWS), tmp_path / "o.jsonl"
+    assert cli.main(["rerank", "--input", inp, "--output", str(out), "--policy-model", "random:tiny-llama"]) == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl:1: the row already has 'responses'" in err and "drop --policy-model" in err
+    assert cli.main(["rerank", "--input", inp, "--output", str(out), "--bank", str(tmp_path / "nope.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --bank {tmp_path / 'nope.json'}: no such file") and not out.exists()

@@ -148,15 +148,24 @@ def test_grpo_trainer_steps_with_the_flr_reward(tiny, small_bank, tmp_path):
     assert again["reused"] and again["steps"] == steps and len(reward.calls) == 2  # finished run reused
 
 
+class BlankFirst(Recording):
+    """The real reward, with the first completion of each call emptied (as a policy that stops at once)."""
+
+    def __call__(self, prompts, completions, **kwargs):
+        return super().__call__(prompts=prompts, completions=[""] + list(completions[1:]), **kwargs)
+
+
 @pytest.mark.integration
-def test_grpo_trainer_plain_text_prompts(tiny, small_bank, tmp_path):
+def test_grpo_trainer_plain_text_prompts_and_an_empty_completion(tiny, small_bank, tmp_path):
+    """Plain-text prompts; and what TRL 1.16 does with ``empty=None``: the ``None`` becomes NaN and the completion
+    is left out of the logged reward (a 0 would have pulled the mean towards 0), as reward.py's docstring says."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     from flrlib.models import TINY, load_model
 
     policy = load_model(TINY, dtype="float32", device="cpu")  # its own copy: M stays frozen
-    reward = Recording(Scorer(tiny, small_bank, ScoreConfig(categories=["relevance"]), cache=None))
+    reward = BlankFirst(Scorer(tiny, small_bank, ScoreConfig(categories=["relevance"]), cache=None), empty=None)
     args = GRPOConfig(output_dir=str(tmp_path), logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
                       **{**GRPO, "max_steps": 1})
     data = Dataset.from_list([{"prompt": "What is the capital of France?"}, {"prompt": "2+2?"}])
@@ -167,5 +176,10 @@ def test_grpo_trainer_plain_text_prompts(tiny, small_bank, tmp_path):
     assert all(isinstance(p, str) for p in call["kwargs"]["prompts"])
     assert all(isinstance(c, str) for c in call["kwargs"]["completions"])
     (log, *_) = trainer.state.log_history
-    assert math.isfinite(log["loss"]) and log["rewards/flr/mean"] == pytest.approx(sum(call["returned"]) / 4, abs=1e-5)
+    returned = call["returned"]
+    assert returned[0] is None and all(isinstance(x, float) for x in returned[1:])
+    assert math.isfinite(log["loss"]) and log["flr/empty"] == 0.25
+    scored = sum(returned[1:]) / 3  # the None is NaN to TRL: left out, not counted as 0
+    assert log["rewards/flr/mean"] == pytest.approx(scored, abs=1e-5)
+    assert log["reward"] == pytest.approx(scored, abs=1e-5)
     assert "flr/relevance" in log and "flr/completion_tokens" in log

@@ -177,3 +177,27 @@ def test_server_killed_mid_run_clear_error_then_resume(llama_server, tmp_path):
     keys = cache_keys(cache)
     assert len(keys) == len(set(keys)) == 8  # every sample once: what the first run got was not sent again
     assert [len(o["responses"]) for o in out] == [2] * 4
+
+
+def test_a_prompt_over_the_context_is_a_recorded_failure_and_the_rest_finishes(llama_server, tmp_path, capsys):
+    """Regression (#26 item 5): llama.cpp answers a prompt longer than its context with HTTP 400 ("... Please reduce
+    the length of the messages ..."); `flr sample` used to stop there for good. Now the other prompts are answered,
+    the output is written with the failed row recorded, and the exit status (3) says it is partial. Shrinking
+    max_tokens cannot help when the messages alone fill the context, so the request is sent once."""
+    from flrlib.cli import main
+
+    inp, out = tmp_path / "prompts.jsonl", tmp_path / "samples.jsonl"
+    rows = [{"id": "short", "instruction": "Name a colour."}, {"id": "long", "instruction": "word " * 6000}]
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["sample", "--input", str(inp), "--output", str(out), "--base-url", llama_server.url, "--model", "smollm2",
+            "--greedy", "--max-new-tokens", "6"]
+    assert main(args) == 3
+    short, long = [json.loads(x) for x in out.read_text().splitlines()]
+    assert short["responses"][0] and "failed" not in short
+    (f,) = long["failed"]
+    assert long["responses"] == [""] and f["sample"] == 0 and f["status"] == 400
+    assert "maximum context length is 4096 tokens" in f["message"]
+    assert "partial: 1 samples were refused" in capsys.readouterr().err
+    cache = out.with_name(out.name + ".cache.jsonl")
+    assert len(cache_keys(cache)) == 2
+    assert main(args) == 3 and len(cache_keys(cache)) == 2  # answered and refused alike come from the cache

@@ -2,21 +2,32 @@
 
 Every file is an unmodified copy (some gzip-compressed) of a public file pinned to a commit; see SOURCES below and
 the README's data table. Nothing here is committed to git. Hub-only datasets (SHP, HelpSteer, ...) are not files
-of this step: their loaders call ``datasets.load_dataset`` when online.
+of this step: their loaders call ``datasets.load_dataset`` when online (``flr data --prefetch``: :mod:`.hub`).
+
+Integrity. A pinned source has fixed bytes, so ``flrlib/data/checksums.json`` (committed) records the sha256 of every
+file's *content*: the decompressed bytes of a ``.gz`` file (the public file itself; a gzip stream's own bytes
+depend on the zlib build), the bytes of any other file. Each file is checked when it is copied from the mirror,
+when it is downloaded (before it is written) and when it is found already present; a mismatch or a damaged gzip
+stream is refused with a :class:`Corrupt` error naming the file and how to repair it, and nothing is written.
 """
 from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
+import io
 import json
 import re
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import net
 from ..files import atomic_write
 from ..paths import data_dir, mirror_dir
+
+CHECKSUMS = Path(__file__).resolve().parent / "checksums.json"
 
 GH = "https://raw.githubusercontent.com"
 _HH = f"{GH}/DaehanKim/EasyRLHF/45eccb72ddb8c18aa52dc2a184516380e06582fe/data"
@@ -26,6 +37,7 @@ _PR = f"{GH}/prometheus-eval/prometheus-eval/dcfb44272d5d0414832f5dbb8c2a05ebc26
 _UF = f"{GH}/kkminions888-ops/ultrafeedback-dpo-noise-study/859ef0a82f3a27f71cef9136a432f19945f704de/data/processed"
 _FL = f"{GH}/kaistAI/FLASK/3b4e22bc34aa9dc15ea0c51be3cbf5f3c8b1b5e5/evaluation_set"
 _FLR = f"{GH}/e0397123/FLR/787bce6"
+_RMB = f"{GH}/THU-KEG/RM-Bench/73c52d7b27b361621361ec959ac6c0eb9bb7a689"
 
 AE_MODELS = [
     "gpt-4o-2024-05-13", "gpt-4-turbo-2024-04-09", "gpt-4-0125-preview", "claude-3-opus-20240229",
@@ -73,11 +85,75 @@ def sources() -> list[Source]:
         Source("paper/followups.json", f"{_FLR}/utils.py", False, "paper", convert="followups"),
         Source("paper/arena_elo_2024-06-07.json", f"{_FLR}/README.md", False, "paper", convert="elo"),
     ]
+    # RM-Bench (issue 24): the 4 mirrored domains (math is over the mirror's size limit: its registry entry
+    # downloads it on first use when online, flrlib.data.rm_bench)
+    s += [Source(f"rm_bench/{d}_filtered.json.gz", f"{_RMB}/data/{d}_filtered.json", True, "RM-Bench")
+          for d in ("chat", "code", "safety-refuse", "safety-response")]
     return s
 
 
 class DataMissing(FileNotFoundError):
     pass
+
+
+class Corrupt(DataMissing):
+    """A data file whose content does not match its recorded checksum, or a damaged gzip stream."""
+
+
+def content_sha256(blob_or_path: bytes | str | Path, name: str | Path) -> str:
+    """sha256 of a file's content (decompressed when ``name`` ends in ``.gz``); a damaged gzip stream is
+    :class:`Corrupt` naming ``name``."""
+    h = hashlib.sha256()
+    if isinstance(blob_or_path, bytes):
+        fh = io.BytesIO(blob_or_path)
+    else:
+        fh = open(blob_or_path, "rb")  # noqa: SIM115 - closed below
+    try:
+        stream = gzip.GzipFile(fileobj=fh) if str(name).endswith(".gz") else fh
+        while chunk := stream.read(1 << 20):
+            h.update(chunk)
+    except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise Corrupt(f"{name}: damaged gzip stream ({type(e).__name__}: {e})") from None
+    finally:
+        fh.close()
+    return h.hexdigest()
+
+
+def checksums(path: str | Path = CHECKSUMS) -> dict:
+    """``{relative path: sha256 of the content}`` recorded for the sources (empty if the file is absent)."""
+    p = Path(path)
+    return json.loads(p.read_text(encoding="utf-8"))["files"] if p.exists() else {}
+
+
+def record_checksums(folder: str | Path, path: str | Path = CHECKSUMS) -> dict:
+    """Write the checksums of every source file present in ``folder`` (a verified mirror) to ``path``."""
+    folder = Path(folder)
+    files = {s.path: content_sha256(folder / s.path, s.path) for s in sources() if (folder / s.path).exists()}
+    atomic_write(path, json.dumps({"rule": "sha256 of the content: decompressed bytes for .gz files, else the bytes",
+                                   "recorded_from": "the mirror of the pinned sources (SOURCES.md)",
+                                   "files": dict(sorted(files.items()))}, indent=1) + "\n")
+    return files
+
+
+def _repair(src: "Source", where: str) -> str:
+    if where == "mirror":
+        return (f"repair the mirror's copy (the public file is {src.url}), or point FLR_DATA_MIRROR at a good mirror, "
+                "or move it aside and run `flr data` online")
+    if where == "download":
+        return f"the pinned file at {src.url} did not match: retry `flr data` (a cut download), or use a mirror"
+    return "delete it and run `flr data` again (it is copied from the mirror or downloaded again)"
+
+
+def verify(blob_or_path, src: "Source", shown: str | Path, where: str, sums: dict) -> None:
+    """Check one file's content against its recorded checksum; :class:`Corrupt` names the file and the repair."""
+    want = sums.get(src.path)
+    try:
+        got = content_sha256(blob_or_path, shown)
+    except Corrupt as e:
+        raise Corrupt(f"{e}; {_repair(src, where)}") from None
+    if want and got != want:
+        raise Corrupt(f"{shown}: content sha256 {got[:16]}... differs from the recorded {want[:16]}... "
+                      f"(flrlib/data/checksums.json, {src.group}): the file is truncated or altered; {_repair(src, where)}")
 
 
 FLR_CATEGORIES = ("understanding", "relevance", "correctness", "engagingness", "informativeness", "following")
@@ -124,7 +200,8 @@ def _elo_from_readme(text: str) -> dict:
             "elo": {k: float(v) for k, v in elo.items()}}
 
 
-def _download(src: Source, dest: Path, timeout: float) -> None:
+def _download(src: Source, dest: Path, timeout: float, sums: dict | None = None) -> None:
+    """Download one source (the only network call of this module), convert it, check it, then write it."""
     with urllib.request.urlopen(src.url, timeout=timeout) as r:  # noqa: S310 - pinned public https URLs
         blob = r.read()
     if src.convert == "followups":
@@ -133,6 +210,7 @@ def _download(src: Source, dest: Path, timeout: float) -> None:
         blob = json.dumps(_elo_from_readme(blob.decode()), indent=1).encode()
     if src.gzip:
         blob = gzip.compress(blob, mtime=0)
+    verify(blob, src, src.url, "download", checksums() if sums is None else sums)
     atomic_write(dest, blob)
 
 
@@ -148,23 +226,36 @@ def fetch(dest: str | Path | None = None, mirror: str | Path | None = None, onli
     dest = Path(dest) if dest else data_dir()
     mirror = Path(mirror) if mirror else mirror_dir()
     online = not net.offline() and online is not False  # FLR_OFFLINE=1 wins over online=True
-    report = {"copied": 0, "downloaded": 0, "present": 0, "missing": []}
-    errors = []
+    report = {"copied": 0, "downloaded": 0, "present": 0, "missing": [], "corrupt": []}
+    errors, bad = [], []
+    sums = checksums()
     for src in sources():
         if only and not any(src.path.startswith(o) for o in only):
             continue
         target = dest / src.path
-        if target.exists():
-            report["present"] += 1
-            continue
-        if (mirror / src.path).exists():
-            atomic_write(target, (mirror / src.path).read_bytes())  # nothing half-copied on interrupt
-            report["copied"] += 1
+        try:
+            if target.exists():
+                verify(target, src, target, "present", sums)
+                report["present"] += 1
+                continue
+            if (mirror / src.path).exists():
+                blob = (mirror / src.path).read_bytes()
+                verify(blob, src, mirror / src.path, "mirror", sums)
+                atomic_write(target, blob)  # nothing half-copied on interrupt
+                report["copied"] += 1
+                continue
+        except Corrupt as e:
+            bad.append(str(e))
+            report["corrupt"].append(src.path)
             continue
         if online:
             try:
-                _download(src, target, timeout)
+                _download(src, target, timeout, sums)
                 report["downloaded"] += 1
+                continue
+            except Corrupt as e:
+                bad.append(str(e))
+                report["corrupt"].append(src.path)
                 continue
             except Exception as e:  # noqa: BLE001 - collected and reported below
                 errors.append(f"{src.path}: {type(e).__name__}: {e}")
@@ -173,7 +264,11 @@ def fetch(dest: str | Path | None = None, mirror: str | Path | None = None, onli
         atomic_write(dest / "SOURCES.md", (mirror / "SOURCES.md").read_bytes())
     if verbose:
         print(f"data folder {dest}: {report['copied']} copied from {mirror}, {report['downloaded']} downloaded, "
-              f"{report['present']} already present, {len(report['missing'])} missing")
+              f"{report['present']} already present (checksums verified), {len(report['missing'])} missing"
+              + (f", {len(bad)} refused (checksum)" if bad else ""))
+    if bad:
+        raise Corrupt(f"{len(bad)} data file(s) failed their checksum (nothing was written for them):\n  "
+                      + "\n  ".join(bad))
     if report["missing"]:
         groups = sorted({s.group for s in sources() if s.path in report["missing"]})
         raise DataMissing(

@@ -5,8 +5,16 @@ saying which; a failure of the Hub itself says what failed, not "offline". The p
 unit-tested on hand-made rows shaped like the real ones.
 
 Revisions: each registry entry may pin ``hub: {revision: <commit sha>}``; ``null`` means the dataset's ``main``
-branch (unpinned). All Hub entries are unpinned for now (no way to read the Hub's commit ids from here); pin one by
-setting ``revision`` in ``data/registry.yaml`` (or a copy in the data folder).
+branch (unpinned in the registry). The lock file pins them for a run:
+
+Air-gapped clusters. ``flr data --prefetch --profile paper`` (:func:`prefetch`, run where the Hub is reachable)
+downloads every Hub dataset and model the profile needs into one folder (:func:`hub_dir`: ``$FLR_HUB_DIR``, default
+``<data folder>/hub``) in the Hugging Face cache layout (``datasets--<owner>--<name>/snapshots/<commit>/``, the same
+files as the Hub repo) and records the resolved commit of each in ``flr-hub.lock.json`` there. Every later run reads
+a locked repo from that folder (:func:`locked_snapshot`), never from the Hub; with ``FLR_OFFLINE=1`` it reads only
+that folder, and a repo that is not locked, or a registry ``revision`` that differs from the lock, is refused with
+a message saying what to prefetch. :func:`hf_download` (``huggingface_hub.snapshot_download``) is the only network
+call of the prefetch; tests pass their own download function that copies from a local folder laid out like the Hub.
 
 | benchmark | Hub id (config, split) | fields used |
 |---|---|---|
@@ -20,11 +28,231 @@ setting ``revision`` in ``data/registry.yaml`` (or a copy in the data folder).
 """
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections import Counter
+from pathlib import Path
 
 from .. import net
+from ..files import BadFile, atomic_write, read_json
+from ..paths import data_dir
 from .fetch import DataMissing
 from .pairwise import MalformedRow, field, read_rows
+
+LOCK_NAME = "flr-hub.lock.json"
+GATED = ("meta-llama/",)
+
+
+def hub_dir() -> Path:
+    """The prefetched Hub folder: ``$FLR_HUB_DIR``, default ``<data folder>/hub``."""
+    v = os.environ.get("FLR_HUB_DIR")
+    return Path(v).expanduser().resolve() if v else data_dir() / "hub"
+
+
+def _kind(repo_type: str) -> str:
+    return {"dataset": "datasets", "model": "models"}[repo_type]
+
+
+def repo_folder(folder: Path, repo_id: str, repo_type: str) -> Path:
+    """The Hugging Face cache's folder of one repo: ``<folder>/datasets--owner--name``."""
+    return Path(folder) / f"{_kind(repo_type)}--{repo_id.replace('/', '--')}"
+
+
+def read_lock(folder: str | Path | None = None) -> dict:
+    """``{"datasets": {id: {"revision": commit, ...}}, "models": {...}}`` of the lock in ``folder`` (empty if none)."""
+    path = Path(folder or hub_dir()) / LOCK_NAME
+    lock = {"datasets": {}, "models": {}}
+    if path.exists():
+        try:
+            got = read_json(path)
+        except BadFile as e:
+            raise DataMissing(f"{e}; delete it and run `flr data --prefetch --profile NAME` again") from None
+        for k in lock:
+            lock[k].update(got.get(k) or {})
+    return lock
+
+
+def locked_snapshot(repo_id: str, repo_type: str = "dataset", revision: str | None = None,
+                    folder: str | Path | None = None) -> Path | None:
+    """The prefetched snapshot folder of a locked repo; ``None`` when the repo is not locked and the run is online
+    (the caller goes to the Hub). Refused (:class:`DataMissing`): offline and not locked; a ``revision`` asked for
+    that differs from the lock's commit; a lock entry whose snapshot folder is missing."""
+    folder = Path(folder or hub_dir())
+    lock_file = folder / LOCK_NAME
+    entry = read_lock(folder)[_kind(repo_type)].get(repo_id)
+    if entry is None:
+        if net.offline():
+            raise DataMissing(f"Hub {repo_type} {repo_id} was not prefetched ({lock_file} has no entry for it) and this "
+                              f"run is offline: run `flr data --prefetch --profile NAME` where the Hub is reachable and "
+                              f"copy {folder} here (or set FLR_HUB_DIR to it)")
+        return None
+    if revision and revision != entry["revision"]:
+        raise DataMissing(f"Hub {repo_type} {repo_id}: revision {revision} is asked for (data/registry.yaml) but "
+                          f"{lock_file} locks {entry['revision']}: prefetch again with the Hub reachable, or set the "
+                          "registry's revision to the locked commit")
+    snap = repo_folder(folder, repo_id, repo_type) / "snapshots" / entry["revision"]
+    if not snap.is_dir():
+        raise DataMissing(f"{lock_file} locks {repo_id} at {entry['revision']} but {snap} is missing: copy the whole "
+                          "prefetched folder, or prefetch again")
+    return snap
+
+
+def hf_download(repo_id: str, repo_type: str, revision: str | None, folder: Path) -> str:
+    """Download one repo into ``folder`` (Hugging Face cache layout) and return the resolved commit. The only
+    network call of :func:`prefetch`."""
+    from huggingface_hub import snapshot_download
+
+    path = snapshot_download(repo_id, repo_type=repo_type, revision=revision, cache_dir=str(folder))
+    return Path(path).name  # .../snapshots/<commit>
+
+
+def folder_download(root: str | Path):
+    """A download function for :func:`prefetch` that reads a local folder laid out like the Hub
+    (``<root>/<owner>/<name>/<files>``: an internal mirror, or the rehearsal's fixtures) instead of the network.
+    Its "commit" is a content hash of the repo's files (the first 40 hex digits of a sha256), so a changed copy
+    gets a new commit. ``revision`` must be ``None`` or that commit."""
+    import hashlib
+    import shutil
+
+    root = Path(root)
+
+    def download(repo_id: str, repo_type: str, revision: str | None, folder: Path) -> str:
+        src = root / repo_id
+        if not src.is_dir():
+            raise FileNotFoundError(f"{src} does not exist (no such repo in {root})")
+        files = sorted(p for p in src.rglob("*") if p.is_file())
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.relative_to(src).as_posix().encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+        commit = h.hexdigest()[:40]
+        if revision not in (None, commit):
+            raise ValueError(f"{repo_id}: revision {revision} is not in {root} (it holds {commit})")
+        base = repo_folder(folder, repo_id, repo_type)
+        snap = base / "snapshots" / commit
+        if not snap.is_dir():
+            tmp = base / "snapshots" / f".{commit}.part"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            tmp.rename(snap)
+        atomic_write(base / "refs" / "main", commit)
+        return commit
+
+    return download
+
+
+def profile_needs(profile: str) -> list[dict]:
+    """Every Hub dataset and model a profile's notebooks read: ``{repo_type, repo_id, revision, for}``."""
+    from ..profiles import load_profile, notebook_parameters
+    from .registry import registry
+
+    prof, reg = load_profile(profile), registry()
+    out: dict[tuple, dict] = {}
+
+    def add(rtype, rid, rev, why):
+        key = (rtype, rid)
+        if key in out:
+            out[key]["for"] = sorted(set(out[key]["for"]) | {why})
+        else:
+            out[key] = {"repo_type": rtype, "repo_id": rid, "revision": rev, "for": [why]}
+
+    for nb in sorted(set(prof["notebooks"]) | {"00_setup"}):
+        p = notebook_parameters(prof, nb)
+        for b in p.get("benchmarks") or []:
+            h = reg.get(b, {}).get("hub")
+            if h and "<" not in str(h.get("config")):
+                add("dataset", h["id"], h.get("revision"), f"{nb}: {b}")
+        if p.get("mining_source") in ("nectar", "auto") and nb.startswith("05"):
+            add("dataset", "berkeley-nest/Nectar", None, f"{nb}: mining prompts")
+        if (p.get("grpo") or {}).get("source") in ("nectar", "auto") and nb.startswith("06"):
+            add("dataset", "berkeley-nest/Nectar", None, f"{nb}: GRPO prompts")
+        if p.get("triples_source") == "ultrafeedback" and nb.startswith("04"):
+            add("dataset", "openbmb/UltraFeedback", None, f"{nb}: feedback triples")
+        for key in ("model", "policy_model", "models"):
+            for m in (p.get(key) if isinstance(p.get(key), list) else [p.get(key)]):
+                if isinstance(m, str) and m and ":" not in m and "/" in m and not Path(m).exists():
+                    add("model", m, None, key)
+    return sorted(out.values(), key=lambda e: (e["repo_type"], e["repo_id"]))
+
+
+def prefetch(profile: str, folder: str | Path | None = None, download=hf_download, verbose: bool = True) -> dict:
+    """Download every Hub repo of ``profile`` into ``folder`` and lock its commit (see the module docstring).
+
+    A repo already locked, present and matching the registry's revision is kept (a re-run resumes); the lock is
+    written atomically after each repo, so an interrupted prefetch loses nothing it finished."""
+    folder = Path(folder or hub_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = read_lock(folder)
+    lock["about"] = ("flrlib: resolved Hub commits of the repos this folder holds (Hugging Face cache layout); "
+                     "runs read them from here, FLR_OFFLINE=1 runs read only them")
+    report = {"downloaded": [], "present": [], "failed": []}
+    for need in profile_needs(profile):
+        rtype, rid, rev = need["repo_type"], need["repo_id"], need["revision"]
+        have = lock[_kind(rtype)].get(rid)
+        if have and (rev is None or rev == have["revision"]) and (
+                repo_folder(folder, rid, rtype) / "snapshots" / have["revision"]).is_dir():
+            report["present"].append(rid)
+            continue
+        try:
+            commit = download(rid, rtype, rev, folder)
+        except Exception as e:  # noqa: BLE001 - every repo is tried; the failures are listed
+            gated = " (gated: accept its licence on the Hub and set HF_TOKEN)" if rid.startswith(GATED) else ""
+            report["failed"].append(f"{rtype} {rid}{gated}: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        if not (repo_folder(folder, rid, rtype) / "snapshots" / commit).is_dir():
+            report["failed"].append(f"{rtype} {rid}: the download returned {commit!r} but left no snapshot folder")
+            continue
+        lock[_kind(rtype)][rid] = {"revision": commit, "requested": rev or "main", "for": need["for"],
+                                   "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        atomic_write(folder / LOCK_NAME, json.dumps(lock, indent=1, sort_keys=True) + "\n")
+        report["downloaded"].append(rid)
+    if verbose:
+        print(f"hub folder {folder}: {len(report['downloaded'])} downloaded, {len(report['present'])} already "
+              f"present, {len(report['failed'])} failed; lock {folder / LOCK_NAME}")
+    if report["failed"]:
+        raise DataMissing(f"{len(report['failed'])} Hub repo(s) could not be prefetched:\n  "
+                          + "\n  ".join(report["failed"]))
+    return report
+
+
+def use_locked_models(folder: str | Path | None = None) -> list[str]:
+    """Point the Hugging Face libraries at the prefetched folder for the locked models (``HF_HUB_CACHE``), after
+    checking that each model's ``refs/main`` is its locked commit; returns the locked model ids (none: no change)."""
+    folder = Path(folder or hub_dir())
+    models = read_lock(folder)["models"]
+    for rid, entry in models.items():
+        ref = repo_folder(folder, rid, "model") / "refs" / "main"
+        got = ref.read_text().strip() if ref.exists() else None
+        if got != entry["revision"]:
+            raise DataMissing(f"{folder / LOCK_NAME} locks model {rid} at {entry['revision']} but {ref} says {got}: "
+                              "the folder was changed after the prefetch; prefetch again")
+        if not (repo_folder(folder, rid, "model") / "snapshots" / entry["revision"]).is_dir():
+            raise DataMissing(f"{folder / LOCK_NAME} locks model {rid} at {entry['revision']} but its snapshot is "
+                              "missing: copy the whole prefetched folder")
+    if models:
+        os.environ["HF_HUB_CACHE"] = str(folder)
+    return sorted(models)
+
+
+def load_hub_dataset(hub_id: str, config: str | None, split: str, revision: str | None = None, name: str | None = None):
+    """A ``datasets.Dataset``: from the prefetched folder when the repo is locked (offline: only from there), else
+    from the Hub; :class:`DataMissing` saying why not. Loaders of Hub datasets (Nectar, UltraFeedback) call this."""
+    import datasets
+
+    name = name or hub_id
+    snap = locked_snapshot(hub_id, "dataset", revision)
+    if snap is not None:
+        try:
+            return datasets.load_dataset(str(snap), config, split=split)
+        except Exception as e:  # noqa: BLE001
+            raise DataMissing(f"{name!r}: could not read the prefetched {hub_id} ({config or 'default'}, {split}) from "
+                              f"{snap}: {type(e).__name__}: {str(e)[:300]}") from None
+    _require_hub(name, f"{hub_id}, split {split}")
+    try:
+        return datasets.load_dataset(hub_id, config, split=split, revision=revision)
+    except Exception as e:  # noqa: BLE001 - any Hub/loader failure becomes one clear message
+        raise DataMissing(f"benchmark {name!r}: could not load {hub_id} ({config or 'default'}, {split}, revision "
+                          f"{revision or 'main (unpinned)'}) from the Hub: {type(e).__name__}: {str(e)[:300]}") from None
 
 
 def _require_hub(name: str, what: str) -> None:
@@ -38,16 +266,8 @@ def _require_hub(name: str, what: str) -> None:
 
 
 def hub_rows(name: str, hub_id: str, config: str | None, split: str, revision: str | None = None) -> list[dict]:
-    """All rows of a Hub split (``datasets.load_dataset``), or :class:`DataMissing` saying why not."""
-    _require_hub(name, f"{hub_id}, split {split}")
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(hub_id, config, split=split, revision=revision)
-    except Exception as e:  # noqa: BLE001 - any Hub/loader failure becomes one clear message
-        raise DataMissing(f"benchmark {name!r}: could not load {hub_id} ({config or 'default'}, {split}, revision "
-                          f"{revision or 'main (unpinned)'}) from the Hub: {type(e).__name__}: {str(e)[:300]}") from None
-    return [dict(r) for r in ds]
+    """All rows of a Hub split (:func:`load_hub_dataset`), or :class:`DataMissing` saying why not."""
+    return [dict(r) for r in load_hub_dataset(hub_id, config, split, revision, name)]
 
 
 def hub_file_rows(name: str, hub_id: str, filename: str, revision: str | None = None) -> list[dict]:
@@ -56,6 +276,11 @@ def hub_file_rows(name: str, hub_id: str, filename: str, revision: str | None = 
     For datasets published as a loading script (``tatsu-lab/alpaca_farm``), which ``datasets`` >= 4 refuses to run:
     the data files themselves are plain JSON.
     """
+    snap = locked_snapshot(hub_id, "dataset", revision)
+    if snap is not None:
+        if not (snap / filename).exists():
+            raise DataMissing(f"benchmark {name!r}: {filename} is not in the prefetched {hub_id} ({snap})")
+        return read_rows(snap / filename)
     _require_hub(name, f"{hub_id}, file {filename}")
     from huggingface_hub import hf_hub_download
 

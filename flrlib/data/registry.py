@@ -29,7 +29,7 @@ from .fetch import DataMissing, require
 from .pairwise import MalformedRow, read_rows
 from .subsets import select_subset  # noqa: F401 - the one seeded subset, re-exported
 
-KINDS = ("pairwise", "rating", "system")
+KINDS = ("pairwise", "rating", "system", "rm_bench")  # rm_bench: 3 + 3 styled responses (flrlib.data.rm_bench)
 
 
 def registry_path() -> Path:
@@ -107,6 +107,25 @@ def _load_all(name: str, entry: dict) -> tuple[list[dict], dict, int]:
         return recs, drop, len(rows)
     if loader == "alpaca_eval_system":
         return alpaca_eval.system_records(benchmark=name)
+    if loader == "rm_bench":  # the data folder (mirror copy), or the pinned public file on first use (math)
+        from . import rm_bench
+
+        if entry.get("url"):
+            rows = hub.url_rows(name, entry["url"], entry["files"][0])
+            where = entry["url"]
+        else:
+            path = require(entry["files"][0])
+            rows, where = read_rows(path), str(path)
+        recs, drop = rm_bench.parse_rows(rows, name, entry["domain"], where=where)
+        return recs, drop, len(rows)
+    if loader == "rewardbench":  # a JSONL export in the data folder first, else the Hub (flrlib/data/rewardbench.py)
+        from . import rewardbench
+
+        local, h = data_dir() / entry["files"][0], entry["hub"]
+        rows = read_rows(local) if local.exists() else hub.hub_rows(name, h["id"], h.get("config"), h["split"],
+                                                                     h.get("revision"))
+        recs, drop = rewardbench.parse_rows(rows, name, where=str(local) if local.exists() else h["id"])
+        return recs, drop, len(rows)
     if loader == "wildbench_system":  # data folder first, else the Hub (flrlib/data/wildbench.py)
         from . import wildbench
 
@@ -208,7 +227,10 @@ def describe(records: list[dict], report: dict) -> dict:
     n = max(1, len(records))
     row["context_turns"] = sum(len(r["messages"]) for r in records) / n
     row["context_words"] = sum(words(m["content"]) for r in records for m in r["messages"]) / n
-    if report["kind"] == "pairwise":
+    if report["kind"] == "rm_bench":  # 3 styles per side: mean words over the styles
+        row["chosen_words"] = sum(words(t) for r in records for t in r["chosen"]) / n / 3
+        row["rejected_words"] = sum(words(t) for r in records for t in r["rejected"]) / n / 3
+    elif report["kind"] == "pairwise":
         row["chosen_words"] = sum(words(r["chosen"]) for r in records) / n
         row["rejected_words"] = sum(words(r["rejected"]) for r in records) / n
     else:
