@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .cache import content_key
 from .lora import LoraSettings, peft_config, precision, train_lora
+from .parallel import once
 from .results import read_json, write_json
 
 METHODS = ("dpo", "kto")
@@ -178,12 +179,18 @@ def policy_outputs(policy_model: str, adapters: dict, prompts: list[dict], gen_c
     adapter before re-running). A prompt the server refused has no output: it is left out of ``{name: ...}`` and of
     ``outputs_<name>.json`` (so it is not judged) and a warning counts it.
     """
+    if backend not in ("hf", "openai"):
+        raise ValueError(f"backend must be 'hf' or 'openai', got {backend!r}")
+    # requested or generated once under several ranks (rank 0 writes the files); every rank gets the outputs
+    return once(_policy_outputs, policy_model, adapters, prompts, gen_config, out_dir, device, dtype, progress,
+                backend)
+
+
+def _policy_outputs(policy_model, adapters, prompts, gen_config, out_dir, device, dtype, progress, backend) -> dict:
     from .generate import generate
     from .judge import alpaca_eval_files
     from .models import folder_hash, load_model
 
-    if backend not in ("hf", "openai"):
-        raise ValueError(f"backend must be 'hf' or 'openai', got {backend!r}")
     out = Path(out_dir)
     result = {}
     for name, adapter in adapters.items():

@@ -575,7 +575,7 @@ def main(argv=None) -> int:
     p.add_argument("--plan", action="store_true", help="print rows, tokens, steps, time, needs and API calls per "
                    "step, and exit (no model is loaded)")
     p.add_argument("--gpus", type=_positive_int, nargs="*", default=[1, 8], help="--plan: GPU counts to estimate for")
-    p.add_argument("--gpu-kind", default="H100-SXM", help="--plan: a GPU kind of configs/throughput.yaml")
+    p.add_argument("--gpu-kind", default="H100-SXM", help="--plan: a GPU kind of configs/throughput.yaml (any case)")
     p.add_argument("--out-dir", default=None, help="executed notebooks (default: outputs/<profile>/)")
     p.add_argument("--notebooks-dir", default=None, help="notebooks to run (default: notebooks/)")
     p.add_argument("--rehearse", action="store_true", help="rehearse the paper profile on CPU (profiles/rehearsal.yaml: "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 
+from .parallel import once
 from .winrate import win_rates
 
 
@@ -75,7 +76,10 @@ def evaluate(instructions: dict, outputs: dict, comparisons: list[tuple[str, str
             if missing:
                 raise KeyError(f"no outputs for {missing}; have {sorted(outputs)}")
             items = make_items(instructions, outputs[base], outputs[cand], base, cand)
-            judged = judge_pairs(judge, items, seed=seed, progress=progress)
+            if getattr(judge, "collective", False):  # a data-parallel Scorer: every rank takes part
+                judged = judge_pairs(judge, items, seed=seed, progress=progress)
+            else:  # requests to an endpoint or generation: once, whatever the number of ranks
+                judged = once(judge_pairs, judge, items, seed=seed, progress=progress)
             row = win_rates(judged, n_boot=n_boot, seed=seed, lc_n_boot=lc_n_boot)
             summary.append({**row, "judge_label": label, "judge_description": judge.description})
             items_out += [{**r, "judge_label": label} for r in judged]

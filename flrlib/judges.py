@@ -280,7 +280,12 @@ class HFJudge:
 # ----------------------------------------------------------------------------------------------------------
 
 class RewardJudge:
-    """Any flrlib scorer as a judge: the output with the higher reward wins (1 / 0; 0.5 on a tie)."""
+    """Any flrlib scorer as a judge: the output with the higher reward wins (1 / 0; 0.5 on a tie).
+
+    ``collective``: its scorer is data-parallel under several ranks, so every rank must judge (the other judges
+    send requests or generate, which :func:`flrlib.judge.evaluate` does once, on rank 0)."""
+
+    collective = True
 
     def __init__(self, scorer, name: str | None = None, description: str | None = None):
         self.scorer = scorer

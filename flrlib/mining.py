@@ -37,11 +37,16 @@ def score_samples(scorer, samples: list[dict], progress: bool = True) -> list[di
     return out
 
 
+def _defined(x) -> bool:
+    """A reward that exists: not NaN in memory, not ``null`` read back from a result file (results.write_json)."""
+    return x is not None and x == x
+
+
 def _ranked(sample: dict) -> list[tuple[float, str]]:
     """Distinct non-empty responses with their reward, best first (ties keep sample order)."""
     best = {}
     for r, x in zip(sample["responses"], sample["rewards"]):
-        if r.strip() and x == x and r not in best:  # x == x drops NaN
+        if r.strip() and _defined(x) and r not in best:
             best[r] = x
     return sorted(((x, r) for r, x in best.items()), key=lambda t: -t[0])
 
@@ -103,7 +108,7 @@ def trainer_columns(rows: list[dict], method: str) -> list[dict]:
 
 def summary(scored: list[dict], pairs: list[dict], kto: list[dict] | None = None) -> dict:
     """Counts and reward/margin statistics of a mining run (flat numbers for a result file)."""
-    rewards = np.array([x for s in scored for x in s["rewards"] if x == x], dtype=float)
+    rewards = np.array([x for s in scored for x in s["rewards"] if _defined(x)], dtype=float)
     margins = np.array([p["margin"] for p in pairs], dtype=float)
     n_resp = sum(len(s["responses"]) for s in scored)
     empty = sum(1 for s in scored for r in s["responses"] if not r.strip())

@@ -62,7 +62,8 @@ def once(fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` run by rank 0 alone, its (picklable) result returned on every rank: for work that must
     happen once whatever the number of ranks (requests to a server or an API, sampling). A plain run just calls it.
     If it fails on rank 0, rank 0 raises the error and the other ranks raise :class:`Rank0Failed` naming it (nobody
-    waits forever)."""
+    waits forever). ``fn`` must not itself wait for the other ranks (a data-parallel Scorer, a Trainer): they are
+    waiting here."""
     rank, n = world()
     if n == 1:
         return fn(*args, **kwargs)

@@ -296,7 +296,53 @@ def sharded_steps(profile: str) -> dict:
     return out
 
 
-def report(work: Path, profile: str, ranks: int, rc: int, seconds: float, watcher: AdapterWatcher | None) -> str:
+def evidence(results: Path) -> dict:
+    """``{notebook: text}``: what the result files say ran (files a notebook wrote, not its parameters)."""
+    def read(rel):
+        try:
+            return json.loads((results / rel).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    out = {}
+    rb = results / "reward_benchmarks"
+    if rb.is_dir():
+        files = [f.name for f in rb.glob("*.json")]
+        scorers = sorted({f.split("__")[1] for f in files if f.count("__") >= 2})
+        benches = sorted({f.split("__")[0] for f in files if f.count("__") >= 2})
+        out["03_reward_benchmarks"] = f"result files for {len(benches)} benchmarks x scorers {','.join(scorers)}"
+    rw = read("feedback/rewrites.json")
+    if rw:
+        out["04_feedback_finetune"] = (f"rewriter {rw['provenance'].get('rewriter')}: {rw['kept']} kept, "
+                                       f"{rw['rejected']} rejected {rw.get('reasons', {})}")
+    ms = read("mining/summary.json")
+    if ms:
+        pol = ms.get("provenance", {}).get("policy", {})
+        out["05_preference_mining"] = (f"{ms['n_responses']} samples of {ms['n_prompts']} prompts via {pol.get('backend')} "
+                                       f"{pol.get('base_url', '')}; {ms['n_pairs']} DPO pairs, {ms['n_kto_rows']} KTO rows")
+    ev = read("alignment/eval_summary.json")
+    if ev:
+        verdicts = {}
+        for r in ev.get("rows", []):
+            j = verdicts.setdefault(r["judge"].split(":")[0], [0, 0])
+            j[0], j[1] = j[0] + (r.get("n") or 0), j[1] + (r.get("n_failed") or 0)
+        outs = {n: read(f"alignment/outputs_{n}.json") for n in ("base", "dpo", "kto")}
+        same = outs["dpo"] is not None and outs["base"] is not None and [o["output"] for o in outs["dpo"]] == [
+            o["output"] for o in outs["base"]]
+        grpo = read("alignment/grpo/curves.json")
+        gp = read("alignment/grpo/provenance.json") or {}
+        ids = gp.get("prompt_ids") or []
+        src = ("nectar" if ids and all(str(i).startswith("nectar") for i in ids) else
+               "ultrafeedback (offline 'auto' falls back)" if ids and all(str(i).startswith("uf") for i in ids) else "?")
+        out["06_alignment"] = ("outputs " + ", ".join(f"{n} {len(o)}" for n, o in outs.items() if o is not None)
+                               + (" (dpo = base text: the adapter's effect is below sampling here)" if same else "")
+                               + "; verdicts " + ", ".join(f"{j} {n} ({f} failed)" for j, (n, f) in verdicts.items())
+                               + (f"; GRPO {len(grpo.get('steps', []))} step(s) on {src} prompts" if grpo else ""))
+    return out
+
+
+def report(work: Path, profile: str, ranks: int, rc: int, seconds: float, watcher: AdapterWatcher | None,
+           requests: int | None = None) -> str:
     from .profiles import load_profile
     from .reproduce import PARALLEL
 
@@ -305,6 +351,7 @@ def report(work: Path, profile: str, ranks: int, rc: int, seconds: float, watche
     runs = work / "outputs" / prof["name"] / "run_report.json"
     rows = json.loads(runs.read_text()) if runs.exists() else []
     shard = sharded_steps(profile)
+    seen = evidence(work / "results" / prof["name"])
     lines = [f"rehearsal of the paper profile ({profile}): {ranks} rank(s), rc {rc}, {seconds:.0f} s in all "
              f"(work folder {work})", f"{'notebook':<22} {'status':<8} {'time':>6}  paths"]
     for r in rows:
@@ -314,6 +361,10 @@ def report(work: Path, profile: str, ranks: int, rc: int, seconds: float, watche
             lines.append(f"{'':<38}{r['error'][:200]}")
         if shard.get(nb):
             lines.append(f"{'':<38}sharded: {', '.join(shard[nb])}")
+        if seen.get(nb) and r["status"] == "ran":
+            lines.append(f"{'':<38}wrote: {seen[nb]}")
+    if requests is not None:  # the same rehearsal on 1 and on N ranks must send the same requests (sent once)
+        lines.append(f"llama.cpp server: {requests} chat requests in this run")
     if watcher is not None:
         lines.append(f"adapters converted to GGUF LoRA for the server: {', '.join(watcher.converted) or 'none'}"
                      + (f"; errors: {'; '.join(watcher.errors)}" if watcher.errors else ""))
@@ -336,13 +387,16 @@ def rehearse(profile: str = "paper", ranks: int = 2, work: str | Path | None = N
     work.mkdir(parents=True, exist_ok=True)
     print(f"[rehearse] Hub fixtures -> {work / 'hub'} (hand-written rows, see {FIXTURES / 'README.md'})", flush=True)
     tiny_model_repo(work / "model_src")
-    prefetch(target, work / "hub", download=_download(work / "model_src"), verbose=False)
+    got = prefetch(target, work / "hub", download=_download(work / "model_src"), verbose=False, fetch_url=None)
+    if got.get("skipped"):  # no internet here: the benchmarks read from a pinned URL are reported unavailable
+        print(f"[rehearse] not rehearsed (pinned URL files, no internet here): {', '.join(got['skipped'])}", flush=True)
     lora = work / "lora"
     lora.mkdir(exist_ok=True)
     proc = watcher = None
     url = None
     policy = prof["common"]["policy_model"]
     t0 = time.time()
+    log_start = (work / "server.log").stat().st_size if (work / "server.log").exists() else 0
     if server and only and not any(o[:2] in ("04", "05", "06") for o in only):
         server = False  # 00-03 and 07 make no endpoint request
     try:
@@ -372,9 +426,10 @@ def rehearse(profile: str = "paper", ranks: int = 2, work: str | Path | None = N
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    print(report(work, target, ranks, rc, time.time() - t0, watcher), flush=True)
+    requests = None
+    if server:
+        text = (work / "server.log").read_bytes()[log_start:].decode(errors="replace")
+        requests = text.count("POST /v1/chat/completions")
+    print(report(work, target, ranks, rc, time.time() - t0, watcher, requests), flush=True)
     return rc
 
-
-def clean(work: Path) -> None:
-    shutil.rmtree(work, ignore_errors=True)

@@ -312,6 +312,13 @@ def rewrite_all(triples: list[dict], rewriter, cache="auto", max_words: int = MA
     (``cache="auto"``: ``<cache_dir>/rewrites/<rewriter>.jsonl``; a path; or ``None``), so a re-run - or an
     interrupted one - only calls the rewriter for new triples.
     """
+    from .parallel import once
+
+    # under several ranks the rewriter (an endpoint or a generating model) is called once, on rank 0
+    return once(_rewrite_all, triples, rewriter, cache, max_words, progress)
+
+
+def _rewrite_all(triples, rewriter, cache, max_words, progress):
     from tqdm.auto import tqdm
 
     from .paths import slug

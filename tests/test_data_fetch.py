@@ -186,12 +186,17 @@ def test_prefetch_locks_every_hub_repo_of_the_paper_profile_and_offline_runs_rea
             return hub.folder_download(tmp_path / "models")(rid, rtype, rev, dest)
         return fake(rid, rtype, rev, dest)
 
-    report = hub.prefetch("paper", folder, download=download, verbose=False)
-    assert sorted(report["downloaded"]) == sorted(n["repo_id"] for n in need) and not report["failed"]
+    monkeypatch.setenv("FLR_DATA_DIR", str(tmp_path / "data"))
+    urls = {n["repo_id"]: n["revision"] for n in need if n["repo_type"] == "url"}
+    assert set(urls.values()) == {"prometheus/flask_eval.json", "rm_bench/math_filtered.json"}  # into the data folder
+    report = hub.prefetch("paper", folder, download=download, verbose=False, fetch_url=lambda url: b"[]")
+    assert sorted(report["downloaded"]) == sorted(n["repo_id"] if n["repo_type"] != "url" else n["revision"]
+                                                  for n in need) and not report["failed"]
+    assert (tmp_path / "data" / "prometheus" / "flask_eval.json").read_bytes() == b"[]"
     lock = hub.read_lock(folder)
     assert set(lock["datasets"]) == datasets_needed and all(len(e["revision"]) == 40 for e in lock["datasets"].values())
-    again = hub.prefetch("paper", folder, download=download, verbose=False)  # resumes: nothing downloaded twice
-    assert again["downloaded"] == [] and len(calls) == len(need)
+    again = hub.prefetch("paper", folder, download=download, verbose=False, fetch_url=None)  # resumes
+    assert again["downloaded"] == [] and len(calls) == len(need) - len(urls)
 
     monkeypatch.setenv("FLR_HUB_DIR", str(folder))
     monkeypatch.setenv("FLR_OFFLINE", "1")
@@ -221,10 +226,20 @@ def test_prefetch_locks_every_hub_repo_of_the_paper_profile_and_offline_runs_rea
         hub.use_locked_models(folder)
 
 
-def test_prefetch_cli_lists_what_failed(tmp_path, monkeypatch):
+def test_prefetch_cli_lists_what_failed_and_refuses_to_run_offline(tmp_path, monkeypatch, capsys):
     from flrlib.cli import main
-    monkeypatch.setenv("FLR_OFFLINE", "1")  # hf_download itself must not reach the network in a test
     import huggingface_hub
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",  # the one network call, replaced: nothing leaves here
                         lambda *a, **k: (_ for _ in ()).throw(ConnectionError("no network here")))
+    from flrlib.data import hub
+    monkeypatch.setattr(hub, "url_bytes", lambda url: (_ for _ in ()).throw(ConnectionError("no network here")))
+    monkeypatch.setenv("FLR_DATA_DIR", str(tmp_path / "data"))
+    for v in ("FLR_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(v, raising=False)
     assert main(["data", "--prefetch", "--profile", "paper", "--hub-dir", str(tmp_path / "h")]) == 2
+    err = capsys.readouterr().err
+    assert "could not be prefetched" in err and "dataset stanfordnlp/SHP: ConnectionError: no network here" in err
+    assert "meta-llama/Meta-Llama-3-8B-Instruct (gated" in err and "file https://raw.githubusercontent.com/" in err
+    monkeypatch.setenv("FLR_OFFLINE", "1")
+    assert main(["data", "--prefetch", "--profile", "paper", "--hub-dir", str(tmp_path / "h")]) == 2
+    assert "this run is offline" in capsys.readouterr().err

@@ -124,8 +124,8 @@ def test_shp_and_beavertails_and_alpaca_farm():
 
     bt = [{"prompt": "How to pick a lock?", "response_0": "I can't help.", "response_1": "Use a pin.",
            "is_response_0_safe": True, "is_response_1_safe": False, "better_response_id": 1, "safer_response_id": 0}]
-    assert hub.parse_beavertails(bt)[0][0]["chosen"] == "Use a pin."
-    assert hub.parse_beavertails(bt, label="safer_response_id")[0][0]["chosen"] == "I can't help."
+    assert pairwise.parse_pku_saferlhf(bt)[0][0]["chosen"] == "Use a pin."
+    assert pairwise.parse_pku_saferlhf(bt, label="safer_response_id")[0][0]["chosen"] == "I can't help."
 
     af = [{"instruction": "Translate", "input": "bonjour", "output_1": "hello", "output_2": "bye", "preference": 1},
           {"instruction": "Say hi", "input": "", "output_1": "hi", "output_2": "hey", "preference": 2},
@@ -145,7 +145,7 @@ def test_mt_bench_human_keeps_turn1_drops_ties_and_diverging_turn2():
              "conversation_a": conv("A1", "A2"), "conversation_b": conv("B1", "B2")},
             {"question_id": 82, "model_a": "x", "model_b": "y", "winner": "tie", "judge": "author_1", "turn": 1,
              "conversation_a": conv("A1", "A2"), "conversation_b": conv("B1", "B2")}]
-    recs, dropped = hub.parse_mt_bench_human(rows)
+    recs, dropped = pairwise.parse_mt_bench_human(rows)
     assert len(recs) == 1 and recs[0]["messages"] == [{"role": "user", "content": "Q1"}]
     assert (recs[0]["chosen"], recs[0]["rejected"]) == ("B1", "A1")
     assert dropped == {"contexts of the two models differ (turn 2)": 1, "tie": 1}

@@ -197,3 +197,22 @@ def test_data_parallel_run_writes_the_single_process_files(tmp_path, monkeypatch
     shares = [len((tmp_path / "c2" / f"s.rank{r}.jsonl").read_text().splitlines()) for r in (0, 1)]
     assert sorted(shares) == [3, 4] and len(single.splitlines()) == 7  # batches of 2 dealt in turn: 2+2, 2+1
     assert json.loads((tmp_path / "out2" / ".state.json").read_text()).keys() == {"00_prep", "01_score"}
+
+
+@pytest.mark.integration
+def test_the_run_report_names_the_notebook_that_failed(tmp_path):
+    """run_report.json is written after each notebook, and says which one stopped the run (the rehearsal prints it)."""
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    _notebooks(nbs, {"00_ok": ["x = 1"], "01_bad": ["raise ValueError('boom')"], "02_never": ["y = 2"]})
+    with pytest.raises(reproduce.NotebookFailed, match="01_bad failed in cell"):
+        reproduce.run(_profile(tmp_path), out_dir=out, notebooks_dir=nbs)
+    rep = json.loads((out / "run_report.json").read_text())
+    assert [(r["notebook"], r["status"]) for r in rep] == [("00_ok", "ran"), ("01_bad", "failed")]
+    assert "ValueError: boom" in rep[1]["error"]
+
+
+def test_only_with_no_matching_notebook_is_an_error(tmp_path):
+    nbs = tmp_path / "nbs"
+    _notebooks(nbs, {"00_a": ["x = 1"]})
+    with pytest.raises(ValueError, match=r"--only 99: no notebook of this profile starts with '99'; notebooks: 00_a"):
+        reproduce.run(_profile(tmp_path), only=["99"], out_dir=tmp_path / "out", notebooks_dir=nbs)

@@ -357,10 +357,11 @@ def test_data_parallel_scorer_gives_every_rank_the_single_process_numbers(tiny, 
 
 
 def _tiny_windowed(kind: str, vocab: int, window: int):
-    """A 2-layer random model of a sliding-window family (Gemma-2 and Gemma-3: sliding + full layers; Mistral-v0.1:
-    every layer sliding), hidden 64, with a small window so that the test sequences exceed it."""
+    """A 2-layer random model of a sliding-window family (Gemma-2, Gemma-3 and Qwen2 with use_sliding_window: sliding
+    + full layers; Mistral-v0.1: every layer sliding), hidden 64, with a small window so that the test sequences
+    exceed it."""
     from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, MistralConfig,
-                              MistralForCausalLM)
+                              MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
     common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=4096, sliding_window=window)
@@ -370,22 +371,22 @@ def _tiny_windowed(kind: str, vocab: int, window: int):
     if kind == "gemma3":
         return Gemma3ForCausalLM(Gemma3TextConfig(head_dim=16, layer_types=["sliding_attention", "full_attention"],
                                                   **common)).eval()
+    if kind == "qwen2":  # layer 0 full, layer 1 sliding; a plain head: the engine's decoder + chunked-head path
+        return Qwen2ForCausalLM(Qwen2Config(use_sliding_window=True, max_window_layers=1, **common)).eval()
     return MistralForCausalLM(MistralConfig(**common)).eval()
 
 
-@pytest.mark.parametrize("kind", ["gemma2", "gemma3", "mistral"])
+@pytest.mark.parametrize("kind", ["gemma2", "gemma3", "mistral", "qwen2"])
 def test_sliding_window_models_match_a_plain_forward(tiny, small_bank, convs, kind):
     """Defect (#23): the engine rebuilt the cache with the model's config, so sliding-window layers kept only the
     last window - 1 prefix keys (shape error past the window) and the packed follow-ups got full attention. Each
     row's prefix here is longer than the window (8): engine, padded and the Scorer give the plain forward's numbers."""
+    from flrlib import scoring
     from flrlib.models import Loaded
-    from flrlib.scoring import attention_layers
 
     model = _tiny_windowed(kind, len(tiny.tokenizer), window=8)
-    types, window = attention_layers(model)
-    assert window == 8 and "sliding_attention" in types
     sc, encs = _encs(tiny, small_bank, convs)
-    assert min(len(e.prefix) for e in encs) > 3 * window
+    assert min(len(e.prefix) for e in encs) > 3 * 8
     oracle = naive_logprobs(model, encs)  # the model's own masks, one full forward per follow-up
     for chunk in (3, 64):
         assert _max_diff(engine_logprobs(model, encs, sc.pad_id, chunk_size=chunk), oracle) <= 1e-4
@@ -394,3 +395,5 @@ def test_sliding_window_models_match_a_plain_forward(tiny, small_bank, convs, ki
     got = Scorer(loaded, small_bank, ScoreConfig(batch_size=2), cache=None).score(convs, progress=False)
     want = Scorer(loaded, small_bank, ScoreConfig(backend="naive"), cache=None).score(convs, progress=False)
     assert np.allclose([r["reward"] for r in got], [r["reward"] for r in want], atol=1e-4)
+    types, window = scoring.attention_layers(model)
+    assert window == 8 and "sliding_attention" in types

@@ -43,5 +43,5 @@ def test_malformed_rows_name_the_row_and_field():
 
 
 def test_offline_without_files_says_so(data_ready):
-    with pytest.raises(DataMissing, match="not available offline"):
+    with pytest.raises(DataMissing, match=r"no model outputs in .*wildbench_v2 .*this run is offline: run `flr data --prefetch"):
         data.load_benchmark("wildbench_v2_system")

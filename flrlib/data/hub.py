@@ -142,7 +142,8 @@ def folder_download(root: str | Path):
 
 
 def profile_needs(profile: str) -> list[dict]:
-    """Every Hub dataset and model a profile's notebooks read: ``{repo_type, repo_id, revision, for}``."""
+    """Every Hub dataset and model a profile's notebooks read: ``{repo_type, repo_id, revision, for}``; a benchmark
+    read from a pinned URL is ``repo_type`` ``"url"``, its URL and, as ``revision``, its path in the data folder."""
     from ..profiles import load_profile, notebook_parameters
     from .registry import registry
 
@@ -158,10 +159,12 @@ def profile_needs(profile: str) -> list[dict]:
 
     for nb in sorted(set(prof["notebooks"]) | {"00_setup"}):
         p = notebook_parameters(prof, nb)
-        for b in p.get("benchmarks") or []:
+        for b in (p.get("benchmarks") or []) + (p.get("rm_bench_benchmarks") or []):
             h = reg.get(b, {}).get("hub")
             if h and "<" not in str(h.get("config")):
                 add("dataset", h["id"], h.get("revision"), f"{nb}: {b}")
+            elif reg.get(b, {}).get("url") and reg[b].get("files"):  # a pinned public file, into the data folder
+                add("url", reg[b]["url"], reg[b]["files"][0], f"{nb}: {b}")
         if p.get("mining_source") in ("nectar", "auto") and nb.startswith("05"):
             add("dataset", "berkeley-nest/Nectar", None, f"{nb}: mining prompts")
         if (p.get("grpo") or {}).get("source") in ("nectar", "auto") and nb.startswith("06"):
@@ -175,12 +178,27 @@ def profile_needs(profile: str) -> list[dict]:
     return sorted(out.values(), key=lambda e: (e["repo_type"], e["repo_id"]))
 
 
-def prefetch(profile: str, folder: str | Path | None = None, download=hf_download, verbose: bool = True) -> dict:
-    """Download every Hub repo of ``profile`` into ``folder`` and lock its commit (see the module docstring).
+def url_bytes(url: str, timeout: float = 60.0) -> bytes:
+    """One pinned public file (a benchmark the registry reads from a URL); the prefetch's other network call."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - pinned public https URLs
+        return r.read()
+
+
+def prefetch(profile: str, folder: str | Path | None = None, download=hf_download, verbose: bool = True,
+             fetch_url="url_bytes") -> dict:
+    """Download every Hub repo of ``profile`` into ``folder`` and lock its commit (see the module docstring); the
+    benchmarks the registry reads from a pinned URL (FLASK, RM-Bench math) go into the data folder, where their loaders
+    look (``fetch_url``; copy the data folder to the cluster too).
 
     A repo already locked, present and matching the registry's revision is kept (a re-run resumes); the lock is
     written atomically after each repo, so an interrupted prefetch loses nothing it finished."""
     folder = Path(folder or hub_dir())
+    fetch_url = url_bytes if fetch_url == "url_bytes" else fetch_url  # looked up now (tests replace it)
+    if (download is hf_download or fetch_url is url_bytes) and net.offline():  # fetch_url=None: URL files skipped
+        raise DataMissing("`flr data --prefetch` downloads from the Hub, and this run is offline (FLR_OFFLINE / "
+                          "HF_*_OFFLINE is set): run it where the Hub is reachable, without those switches")
     folder.mkdir(parents=True, exist_ok=True)
     lock = read_lock(folder)
     lock["about"] = ("flrlib: resolved Hub commits of the repos this folder holds (Hugging Face cache layout); "
@@ -188,6 +206,20 @@ def prefetch(profile: str, folder: str | Path | None = None, download=hf_downloa
     report = {"downloaded": [], "present": [], "failed": []}
     for need in profile_needs(profile):
         rtype, rid, rev = need["repo_type"], need["repo_id"], need["revision"]
+        if rtype == "url":  # ``rev`` is the file's place in the data folder (where its loader reads it)
+            target = data_dir() / rev
+            if fetch_url is None:
+                report.setdefault("skipped", []).append(rev)
+                continue
+            if target.exists():
+                report["present"].append(rev)
+                continue
+            try:
+                atomic_write(target, fetch_url(rid))
+                report["downloaded"].append(rev)
+            except Exception as e:  # noqa: BLE001 - listed below
+                report["failed"].append(f"file {rid}: {type(e).__name__}: {str(e)[:200]}")
+            continue
         have = lock[_kind(rtype)].get(rid)
         if have and (rev is None or rev == have["revision"]) and (
                 repo_folder(folder, rid, rtype) / "snapshots" / have["revision"]).is_dir():
@@ -319,19 +351,6 @@ def parse_shp(rows, name="shp", where="stanfordnlp/SHP"):
     return records, dict(dropped)
 
 
-def parse_beavertails(rows, name="beavertails", where="PKU-Alignment/PKU-SafeRLHF", label="better_response_id"):
-    """``label``: ``better_response_id`` (helpfulness, default) or ``safer_response_id``."""
-    records, dropped = [], Counter()
-    for i, r in enumerate(rows):
-        at = f"{where}: row {i + 1}"
-        r0, r1, lab = field(r, "response_0", at), field(r, "response_1", at), field(r, label, at, types=int)
-        if lab not in (0, 1):
-            raise MalformedRow(f"{at}: field {label!r} must be 0 or 1, got {lab!r}")
-        chosen, rejected = (r0, r1) if lab == 0 else (r1, r0)
-        _pair(records, dropped, i, name, _user(field(r, "prompt", at)), chosen, rejected)
-    return records, dict(dropped)
-
-
 def parse_alpaca_farm(rows, name="alpaca_farm", where="tatsu-lab/alpaca_farm"):
     records, dropped = [], Counter()
     for i, r in enumerate(rows):
@@ -345,32 +364,6 @@ def parse_alpaca_farm(rows, name="alpaca_farm", where="tatsu-lab/alpaca_farm"):
         chosen, rejected = (o1, o2) if pref == 1 else (o2, o1)
         prompt = f"{instr}\n\n{inp}" if inp.strip() else instr
         _pair(records, dropped, i, name, _user(prompt), chosen, rejected)
-    return records, dict(dropped)
-
-
-def parse_mt_bench_human(rows, name="mt_bench_human", where="lmsys/mt_bench_human_judgments"):
-    """Judgments of turn t compare the two models' t-th answers. Turn-2 contexts contain each model's own first
-    answer, so they differ and are dropped (counted); ties are dropped (counted)."""
-    records, dropped = [], Counter()
-    for i, r in enumerate(rows):
-        at = f"{where}: row {i + 1}"
-        winner, turn = field(r, "winner", at), field(r, "turn", at, types=int)
-        ca, cb = field(r, "conversation_a", at, types=list), field(r, "conversation_b", at, types=list)
-        if winner not in ("model_a", "model_b"):
-            dropped["tie"] += 1
-            continue
-        k = 2 * turn - 1  # index of the judged assistant answer
-        if len(ca) <= k or len(cb) <= k:
-            dropped["conversation shorter than the judged turn"] += 1
-            continue
-        ctx_a = [{"role": m["role"], "content": m["content"]} for m in ca[:k]]
-        ctx_b = [{"role": m["role"], "content": m["content"]} for m in cb[:k]]
-        if ctx_a != ctx_b:
-            dropped["contexts of the two models differ (turn 2)"] += 1
-            continue
-        a, b = ca[k]["content"], cb[k]["content"]
-        chosen, rejected = (a, b) if winner == "model_a" else (b, a)
-        _pair(records, dropped, i, name, ctx_a, chosen, rejected, category=str(r.get("question_id", "")))
     return records, dict(dropped)
 
 

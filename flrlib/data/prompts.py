@@ -19,7 +19,7 @@ import warnings
 from .. import net
 from ..files import numbered_jsonl
 from ..messages import check_messages
-from .fetch import DataMissing, require
+from .fetch import require
 from .overlap import check_disjoint, normalise  # noqa: F401 - the one overlap check, re-exported
 from .subsets import select_indices, select_subset
 
@@ -64,16 +64,9 @@ def _nectar_messages(text: str, where: str) -> list[dict]:
 
 def nectar_prompts(max_examples: int | None = None, seed: int = 0, single_turn: bool = False) -> list[dict]:
     """Nectar prompts from the Hub (needs network): the paper's mining prompts (100K of 183K sampled)."""
-    if net.offline():
-        raise DataMissing(f"Nectar ({NECTAR}) is on the Hugging Face Hub only and this run is offline "
-                          "(FLR_OFFLINE / HF_DATASETS_OFFLINE); use source='ultrafeedback' (the offline mining prompts).")
-    from datasets import load_dataset
+    from .hub import load_hub_dataset  # the prefetched folder when Nectar is locked there, else the Hub
 
-    try:
-        ds = load_dataset(NECTAR, split="train")
-    except Exception as e:  # noqa: BLE001 - any Hub/network failure becomes one clear message
-        raise DataMissing(f"could not load Nectar ({NECTAR}) from the Hub: {type(e).__name__}: {e}; "
-                          "use source='ultrafeedback' offline.") from None
+    ds = load_hub_dataset(NECTAR, None, "train", name="Nectar")
     idx = select_indices(len(ds), max_examples, seed, prefix="nectar-")
     out, bad = [], []
     for i in idx:
@@ -117,7 +110,10 @@ def mining_prompts(source: str = "auto", max_examples: int | None = None, seed: 
     would shrink it, so ``max_examples`` is an upper bound; ``info`` says how many prompts were removed.
     """
     if source == "auto":
-        source = "nectar" if net.reachable("huggingface.co") else "ultrafeedback"
+        from .hub import read_lock  # a prefetched Nectar (flr data --prefetch) counts as available offline
+
+        locked = read_lock()["datasets"].get(NECTAR) is not None
+        source = "nectar" if locked or (not net.offline() and net.reachable("huggingface.co")) else "ultrafeedback"
     if source == "nectar":
         records = nectar_prompts(max_examples, seed)
     elif source == "ultrafeedback":

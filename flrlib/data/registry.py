@@ -134,8 +134,8 @@ def _load_all(name: str, entry: dict) -> tuple[list[dict], dict, int]:
         h = entry["hub"]
         rows = (hub.hub_file_rows(name, h["id"], h["file"], h.get("revision")) if h.get("file") else
                 hub.hub_rows(name, h["id"], h.get("config"), h["split"], h.get("revision")))
-        parse = {"hub_shp": hub.parse_shp, "hub_beavertails": hub.parse_beavertails,
-                 "hub_alpaca_farm": hub.parse_alpaca_farm, "hub_mt_bench_human": hub.parse_mt_bench_human,
+        parse = {"hub_shp": hub.parse_shp, "hub_beavertails": pairwise.parse_pku_saferlhf,
+                 "hub_alpaca_farm": hub.parse_alpaca_farm, "hub_mt_bench_human": pairwise.parse_mt_bench_human,
                  "hub_helpsteer": hub.parse_helpsteer, "hub_feedback_bench": hub.parse_feedback_bench}[loader]
         recs, drop = parse(rows, name=name, where=h["id"])
         return recs, drop, len(rows)

@@ -72,11 +72,7 @@ def ultrafeedback_triples(rows, max_examples: int | None = None, seed: int = 0) 
 def load_ultrafeedback_triples(max_examples: int | None = 100_000, seed: int = 0, revision: str | None = None):
     """Online only: ``datasets.load_dataset("openbmb/UltraFeedback", split="train")`` ->
     :func:`ultrafeedback_triples`."""
-    import datasets
+    from .hub import load_hub_dataset  # the prefetched folder when it is locked there, else the Hub
 
-    try:
-        ds = datasets.load_dataset("openbmb/UltraFeedback", split="train", revision=revision)
-    except Exception as e:  # noqa: BLE001 - offline, no cache: say what to do
-        raise RuntimeError(f"openbmb/UltraFeedback could not be loaded ({type(e).__name__}: {e}). It needs the "
-                           "Hugging Face Hub; offline, use prometheus_triples('vicuna').") from None
+    ds = load_hub_dataset("openbmb/UltraFeedback", None, "train", revision, name="UltraFeedback")
     return ultrafeedback_triples(ds, max_examples=max_examples, seed=seed)
