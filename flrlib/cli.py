@@ -138,6 +138,10 @@ def cmd_score(a) -> int:
     from .results import write_jsonl
     from .scoring import NO_BANK, ScoreConfig, Scorer
 
+    if a.benchmark:  # registered benchmarks (pairwise, rating, system, RM-Bench, RewardBench): notebook 03's loop
+        return _score_benchmarks(a)
+    if not a.input or not a.output:
+        raise InputError("flr score needs --input and --output (a JSONL file), or --benchmark NAME[,NAME...]")
     # everything that can be checked without the model is checked first
     rows = read_score_rows(a.input)
     out = Path(a.output)
@@ -170,6 +174,33 @@ def cmd_score(a) -> int:
     warning = _truncation_warning(records, a.max_tokens)
     if warning:
         print(warning, file=sys.stderr)
+    return 0
+
+
+def _score_benchmarks(a) -> int:
+    """``flr score --benchmark rm_bench_chat,hh_helpful_base``: :func:`flrlib.benchmarks.run_suite` for one scorer,
+    result files under ``results/<--profile>/`` (flat JSON + per-sample JSONL; RM-Bench's 3 x 3 summary too)."""
+    from .benchmarks import run_suite
+    from .data import benchmark_names
+    from .models import load_model
+
+    if a.input or a.output:
+        raise InputError("--benchmark writes result files under results/<--profile>/; leave out --input/--output")
+    names = [b.strip() for b in a.benchmark.split(",") if b.strip()]
+    known = set(benchmark_names())
+    unknown = [b for b in names if b not in known]
+    if unknown:
+        raise InputError(f"--benchmark: unknown {', '.join(unknown)}; registered: {', '.join(sorted(known))}")
+    cats = [c.strip() for c in a.categories.split(",") if c.strip()] if a.categories else []
+    loaded = load_model(a.model, dtype=a.dtype, device=a.device, adapter=a.adapter)
+    recs = run_suite(loaded, names, [a.scorer], a.profile, max_examples=a.max_examples,
+                     bank=a.bank or "paper", categories=cats, batch_size=a.batch_size, seed=a.seed,
+                     cache=a.cache or "auto")
+    for r in recs:
+        print(f"{r['benchmark']:28s} {r['scorer']:8s} n {r['n']:5d}  {r['metric']} {r['value']:.3f} "
+              f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+    for sk in recs.skipped:
+        print(f"skipped {sk['benchmark']}: {sk['reason']}", file=sys.stderr)
     return 0
 
 
@@ -473,8 +504,15 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("score", help="score responses or pairs in a JSONL file")
     p.add_argument("--model", default="bundled:smollm2-135m-instruct")
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--input", default=None, help="JSONL of responses or pairs (with --output)")
+    p.add_argument("--output", default=None)
+    p.add_argument("--benchmark", default=None,
+                   help="instead of --input: registered benchmark(s), comma-separated (e.g. rm_bench_chat); result "
+                        "files under results/<--profile>/")
+    p.add_argument("--profile", default="cli", help="with --benchmark: the results folder's name")
+    p.add_argument("--max-examples", type=_positive_int, default=None,
+                   help="with --benchmark: a seeded subset of pairs / rows / RM-Bench prompts per benchmark")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scorer", default="flr", choices=["flr", "direct", "legacy_repo", "length"],
                    help="length: the response's length in M's tokens (the length-only baseline; no forward pass)")
     p.add_argument("--bank", default=None, help="bank JSON/YAML (default: the paper's bank in the data folder)")

@@ -26,6 +26,23 @@ def test_score_responses_and_pairs(tmp_path, data_ready):
     assert rows[0]["provenance"]["bank_hash"] and not (tmp_path / "out.jsonl.tmp").exists()
 
 
+def test_score_registered_benchmarks_rm_bench_included(results, data_ready, capsys):
+    """`flr score --benchmark`: notebook 03's loop for one scorer, RM-Bench (its 3 x 3 summary) and a pairwise set."""
+    rc = main(["score", "--benchmark", "rm_bench_chat,hh_helpful_base", "--model", "random:tiny-llama",
+               "--categories", "relevance", "--max-examples", "2", "--profile", "t", "--device", "cpu"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "rm_bench_chat" in out and "rm_bench_avg" in out and "hh_helpful_base" in out
+    summ = json.loads((results / "t" / "rm_bench" / "summary__flr__random_tiny-llama.json").read_text())
+    assert summ["domains"] == ["chat"] and summ["n"]["chat"] == 2 and len(summ["matrix"]["chat"]) == 3
+    per = (results / "t" / "rm_bench" / "rm_bench_chat__flr__random_tiny-llama.jsonl").read_text().splitlines()
+    assert len(per) == 2  # one line per prompt (its 3 + 3 styled responses)
+    assert main(["score", "--benchmark", "nope"]) == 2
+    assert "unknown nope; registered:" in capsys.readouterr().err
+    assert main(["score", "--benchmark", "rm_bench_chat", "--input", "x.jsonl"]) == 2
+    assert main(["score"]) == 2 and "needs --input and --output" in capsys.readouterr().err
+
+
 def _loopback_port() -> int:
     """A free port on 127.0.0.1, after checking that loopback connects (in a fresh network namespace it does not,
     and torchrun's rendezvous would wait for minutes): fail at once with the reason instead."""
