@@ -806,8 +806,8 @@ def summary_markdown(profile: str = "demo") -> str:
 
 
 def _pct_range(values) -> str:
-    lo, hi = min(values), max(values)
-    return f"{lo:.1f} %" if lo == hi else f"{lo:.1f}–{hi:.1f} %"
+    lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"  # equal once rounded: one number, not "57.6–57.6"
+    return f"{lo} %" if lo == hi else f"{lo}–{hi} %"
 
 
 def reading_lines(profile: str = "demo") -> list[str]:
