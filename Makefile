@@ -73,7 +73,8 @@ plan: setup
 	$(BIN)/flr reproduce --profile $(PROFILE) --plan
 
 # The paper profile's code paths on CPU before renting GPUs (README "Before you rent GPUs"): tiny models, Hub
-# fixtures, a llama.cpp server for the endpoints, RANKS processes. NOT part of `make test` (too long for CI so far).
+# fixtures, a llama.cpp server for the endpoints, RANKS processes. `make test` runs it under 2 ranks
+# (tests/test_rehearsal.py); this target keeps its work folder under outputs/ to look at.
 RANKS ?= 2
 rehearse: setup server-setup data model
 	$(BIN)/flr reproduce --profile paper --rehearse --ranks $(RANKS) --work-dir outputs/rehearsal_work

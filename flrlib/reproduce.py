@@ -208,7 +208,7 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
         failed = None
         try:
             pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name=kernel, cwd=str(nb_dir),
-                                progress_bar=False, log_output=log_output)
+                                progress_bar=False, log_output=log_output, start_timeout=_start_timeout())
         except pm.PapermillExecutionError as e:
             failed = (f"{nb.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                       f"(executed notebook with the traceback: {target})")
@@ -241,6 +241,12 @@ def run(profile: str = "demo", only: list[str] | None = None, force: bool = Fals
         atomic_write(out / "run_report.json", json.dumps(report, indent=1))
     atomic_write(out / "run_report.json", json.dumps(report, indent=1))
     return report
+
+
+def _start_timeout() -> float:
+    """Seconds a notebook's kernel may take to start (papermill's default, 60 s, is too short when several ranks,
+    a generation server and their kernels share two busy cores: a rank's kernel once took longer). FLR_KERNEL_START_TIMEOUT."""
+    return float(os.environ.get("FLR_KERNEL_START_TIMEOUT", "600"))
 
 
 def _rank_env(rank: int, index: int, parallel: bool, out: Path, main_results: Path, profile: str) -> dict:

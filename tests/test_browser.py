@@ -17,7 +17,7 @@ MISSING = drv.missing()
 
 # installed in the notebook's kernel after the first Score: counts every scoring call and engine pass from then on
 COUNT = """
-import flrlib.explore as _e, flrlib.scoring as _s
+import flrlib.compare as _e, flrlib.scoring as _s  # compare.py holds the explorer's scoring since the split
 _calls = {"score": 0, "engine": 0}
 _real = (_s.Scorer.score, _e.engine_logprobs)
 def _score(*a, **k):

@@ -5,6 +5,7 @@ import pytest
 
 from flrlib import mining
 from flrlib.data import prompts as P
+from flrlib.data.fetch import DataMissing
 from flrlib.generate import GenConfig, generate
 from flrlib.results import read_jsonl
 
@@ -98,7 +99,7 @@ def test_nectar_prompt_parsing_and_offline_error():
                     {"role": "user", "content": "A joke?"}]
     with pytest.raises(ValueError, match="row 1"):
         P._nectar_messages("\n\nHuman: Hi\n\nAssistant: done", "row 1")
-    with pytest.raises(P.DataMissing, match="offline"):
+    with pytest.raises(DataMissing, match="offline|unreachable"):
         P.nectar_prompts(3)
     with pytest.raises(ValueError, match="source"):
         P.mining_prompts("shp")
