@@ -104,6 +104,17 @@ def _rows(body: dict) -> list[dict]:
     return [{**r, "bank_categories": cats} for r in body["rows"]]
 
 
+def _answer(resp, where: str):
+    """One HTTP answer of ``/score``: its rows (200), the reason to retry (a status in :data:`RETRY_STATUS`), or
+    :class:`RemoteError` (any other status). Shared by :func:`score_rows` and :func:`ascore_rows`."""
+    if resp.status_code == 200:
+        return _rows(resp.json())
+    why = f"HTTP {resp.status_code}: {_reason(resp)}"
+    if resp.status_code not in RETRY_STATUS:
+        raise RemoteError(f"{where}: {why}")
+    return why
+
+
 def score_rows(url, rows: list[dict], token=None, timeout: float = 180.0, retries: int = 5) -> list[dict]:
     """POST ``{id, messages[, response]}`` rows to the service(s); one result row per input row, in order (the
     service's row, plus ``bank_categories``: the bank's category names, known even when every row failed)."""
@@ -121,11 +132,10 @@ def score_rows(url, rows: list[dict], token=None, timeout: float = 180.0, retrie
                 except httpx.TransportError as err:
                     last, resp = f"{type(err).__name__}: {err}", None
                 else:
-                    if resp.status_code == 200:
-                        return _rows(resp.json())
-                    last = f"HTTP {resp.status_code}: {_reason(resp)}"
-                    if resp.status_code not in RETRY_STATUS:
-                        raise RemoteError(f"{base}/score (rows {s}..{e - 1}): {last}")
+                    rows_or_why = _answer(resp, f"{base}/score (rows {s}..{e - 1})")
+                    if isinstance(rows_or_why, list):
+                        return rows_or_why
+                    last = rows_or_why
                 if attempt < retries:
                     time.sleep(_wait(resp, attempt))
         raise RemoteError(f"{base}/score (rows {s}..{e - 1}): no answer after {retries + 1} tries ({last})")
@@ -151,11 +161,10 @@ async def ascore_rows(url, rows: list[dict], token=None, timeout: float = 180.0,
             except httpx.TransportError as err:
                 last, resp = f"{type(err).__name__}: {err}", None
             else:
-                if resp.status_code == 200:
-                    return _rows(resp.json())
-                last = f"HTTP {resp.status_code}: {_reason(resp)}"
-                if resp.status_code not in RETRY_STATUS:
-                    raise RemoteError(f"{base}/score (rows {s}..{e - 1}): {last}")
+                rows_or_why = _answer(resp, f"{base}/score (rows {s}..{e - 1})")
+                if isinstance(rows_or_why, list):
+                    return rows_or_why
+                last = rows_or_why
             if attempt < retries:
                 await asyncio.sleep(_wait(resp, attempt))
         raise RemoteError(f"{base}/score (rows {s}..{e - 1}): no answer after {retries + 1} tries ({last})")
