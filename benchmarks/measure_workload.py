@@ -4,7 +4,8 @@
     python benchmarks/measure_workload.py [--n 200] [--seed 0]
 
 For each benchmark: a seeded subset of ``--n`` rows (``load_benchmark``), every conversation the FLR scorer reads
-(pairwise: context + chosen and context + rejected; rating and system: context + response), encoded as the
+(pairwise: context + chosen and context + rejected; RM-Bench: context + each of the 3 chosen and 3 rejected
+responses; rating and system: context + response), encoded as the
 Scorer does (base layout, paper bank, max_tokens 2048, the SmolLM2 tokenizer): mean prefix tokens (context and
 response, as the model reads them) and mean response tokens. Prints YAML rows to paste.
 """
@@ -16,7 +17,8 @@ import datetime
 import numpy as np
 
 OFFLINE = ["hh_helpful_base", "hh_helpful_online", "hh_helpful_rejection", "hh_harmless_base", "alpaca_eval_gpt4",
-           "prometheus_mt_bench", "prometheus_vicuna", "alpaca_eval_system"]
+           "prometheus_mt_bench", "prometheus_vicuna", "alpaca_eval_system",
+           "rm_bench_chat", "rm_bench_code", "rm_bench_safety_refuse", "rm_bench_safety_response"]  # math: online only
 
 
 def main() -> None:
@@ -38,9 +40,9 @@ def main() -> None:
           f"(SmolLM2 tokenizer; the paper bank is {fu} follow-up tokens)")
     for b in OFFLINE:
         recs, _ = load_benchmark(b, max_examples=a.n, seed=a.seed)
-        if recs and "chosen" in recs[0]:
-            convs = [r["messages"] + [{"role": "assistant", "content": r[s]}]
-                     for r in recs for s in ("chosen", "rejected")]
+        if recs and "chosen" in recs[0]:  # RM-Bench: 3 styled responses per side
+            convs = [r["messages"] + [{"role": "assistant", "content": x}] for r in recs for s in ("chosen", "rejected")
+                     for x in (r[s] if isinstance(r[s], list) else [r[s]])]
         else:
             convs = [r["messages"] + [{"role": "assistant", "content": r["response"]}] for r in recs]
         prefix = [len(sc.encode(c).prefix) for c in convs]

@@ -293,13 +293,16 @@ def _skip(profile: str, benchmark: str, reason: str) -> dict:
     return {"benchmark": benchmark, "reason": reason}
 
 
-def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *, max_examples: int | None = None,
+def run_suite(loaded, benchmarks: list[str], scorers: list[str] | dict, profile: str, *, max_examples: int | None = None,
               rating_examples: int | None = None, system_prompts: int | None = None, sizes: dict | None = None,
               system_models: list[str] | None = None, legacy_max_examples: int | None = 0, seed: int = 0,
               bank="paper", categories: list[str] | None = None, n_boot: int = 2000, batch_size: int = 4,
               cache="auto", progress: bool = True, rm_bench_prompts: int | None = None) -> list[dict]:
     """Notebook 03's loop: every benchmark x scorer on the same seeded subset, one result file each.
 
+    ``scorers``: scorer names, each built on ``loaded`` with this call's bank, categories and batch size; or ready
+    :class:`~flrlib.scoring.Scorer` objects by tag, ``{"ft_flr": scorer}`` (notebook 04: FT-FLR on RM-Bench; then
+    ``loaded``, ``bank``, ``categories``, ``batch_size`` and ``cache`` are not used).
     * ``max_examples``: pairs per pairwise benchmark (and rows per rating benchmark unless ``rating_examples``);
     * ``system_prompts``: prompts per model at system level; ``system_models``: only these AlpacaEval models;
     * ``sizes``: per-benchmark overrides ``{name: n}``;
@@ -322,10 +325,13 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
     from .followups import load_bank
     from .scoring import ScoreConfig, Scorer
 
-    bank = bank if not isinstance(bank, str) else load_bank(bank)
-    cfg = {"batch_size": batch_size, "categories": list(categories or [])}
-    made = {s: Scorer(loaded, bank, ScoreConfig(scorer=s, **cfg), cache=cache) for s in scorers
-            if not (s == "legacy_repo" and legacy_max_examples == 0)}
+    if isinstance(scorers, dict):
+        made = dict(scorers)
+    else:
+        bank = bank if not isinstance(bank, str) else load_bank(bank)
+        cfg = {"batch_size": batch_size, "categories": list(categories or [])}
+        made = {s: Scorer(loaded, bank, ScoreConfig(scorer=s, **cfg), cache=cache) for s in scorers
+                if not (s == "legacy_repo" and legacy_max_examples == 0)}
     out = SuiteResult()
     for name in benchmarks:
         try:
@@ -351,7 +357,7 @@ def run_suite(loaded, benchmarks: list[str], scorers: list[str], profile: str, *
             if s == "legacy_repo" and legacy_max_examples is not None:
                 m = legacy_max_examples if n is None else min(n, legacy_max_examples)
                 rows = select_subset(subset, m, seed, key=key)
-            out.append(run_benchmark(scorer, rows, report["benchmark"], profile, seed=seed, max_examples=m,
+            out.append(run_benchmark(scorer, rows, report["benchmark"], profile, tag=s, seed=seed, max_examples=m,
                                      report={**report, "rows_used": len(rows)}, n_boot=n_boot, progress=progress))
     write_rm_bench_summaries(profile, [r for r in out if r["kind"] == "rm_bench"], n_boot=n_boot, seed=seed)
     write_rewardbench_results(profile, [r for r in out if r["benchmark"] == "rewardbench"], n_boot=n_boot, seed=seed)

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 
@@ -31,9 +32,22 @@ def _group():
         hours = float(os.environ.get("FLR_DIST_TIMEOUT_H", "48"))
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(hours=hours))
+        atexit.register(close)
     if _GROUP is None:
         _GROUP = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
     return _GROUP
+
+
+def close() -> None:
+    """Destroy the process group (registered at exit by :func:`_group`). A process that exits with a gloo group alive
+    can abort in interpreter finalisation ("terminate called without an active exception", SIGABRT: gloo's threads
+    still hold Python objects then; pytorch/pytorch#190489); a 2-rank ``reproduce`` in CI died so once."""
+    global _GROUP
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _GROUP = None
 
 
 def all_gather(obj) -> list:

@@ -170,7 +170,7 @@ class Planner:
                 if n is None:
                     unknown.append(b)
                     continue
-                c = n * (2 if kind == "pairwise" else 1)
+                c = n * {"pairwise": 2, "rm_bench": 6}.get(kind, 1)  # RM-Bench: 3 chosen + 3 rejected styles
                 t = self.tokens(b)
                 per = t["prefix_tokens"] + (self.fu if scorer != "direct" else 0)
                 if scorer == "legacy_repo":  # one forward over the whole conversation per follow-up
@@ -216,9 +216,9 @@ class Planner:
             bench = list(p["benchmarks"])
             self.scoring("03_reward_benchmarks", bench, p["scorers"], models, p["max_examples"],
                          p.get("rating_examples"), p.get("legacy_max_examples") or 0)
-            if p.get("rm_bench_benchmarks"):  # 3 + 3 styled responses per prompt: not in this time model yet
-                self.unknown.append(f"03_reward_benchmarks RM-Bench ({', '.join(p['rm_bench_benchmarks'])}): "
-                                    "its 3 + 3 responses per prompt are not in this plan's time model yet")
+            if p.get("rm_bench_benchmarks"):
+                # notebook 03 leaves legacy_repo out of RM-Bench (rm_tags)
+                self.rm_bench("03_reward_benchmarks", p, [s for s in p["scorers"] if s != "legacy_repo"], models)
         if "04_feedback_finetune" in names:
             self.feedback(self.params("04_feedback_finetune"))
         if "05_preference_mining" in names:
@@ -240,6 +240,14 @@ class Planner:
         self.add(nb, "LoRA SFT (FT-FLR)", n, tokens, steps=steps, seconds=self.train_seconds(tokens, "sft"),
                  needs=self.model_needs([p["model"]]) + hub)
         self.scoring(nb, list(p["benchmarks"]), ["ft_flr"], [p["model"]], p["max_examples"], p.get("rating_examples"))
+        if p.get("rm_bench_benchmarks"):
+            self.rm_bench(nb, p, ["ft_flr"], [p["model"]])
+
+    def rm_bench(self, notebook: str, p: dict, scorers: list[str], models: list[str]) -> None:
+        """RM-Bench's domain files: ``rm_bench_prompts`` prompts each (None: ``max_examples``), 6 conversations per
+        prompt (:meth:`scoring`)."""
+        cap = p["max_examples"] if p.get("rm_bench_prompts") is None else p["rm_bench_prompts"]
+        self.scoring(notebook, list(p["rm_bench_benchmarks"]), scorers, models, cap, None, label=" RM-Bench")
 
     def mining(self, p: dict) -> None:
         nb, a = "05_preference_mining", self.work["assumed"]

@@ -51,6 +51,12 @@ def test_smoke_profile_runs_all_notebooks_and_resumes(tmp_path, monkeypatch, dat
                  "fig_mined_rewards"):
         for ext in (".png", ".pdf"):
             assert (figs / f"{name}{ext}").stat().st_size > 5000, name + ext
+    # RM-Bench: notebook 03's scorers and notebook 04's FT-FLR on the same prompts, all in 07's table
+    rm = tmp_path / "results" / "smoke" / "rm_bench"
+    for tag in ("flr", "direct", "length", "ft_flr"):
+        assert (rm / f"summary__{tag}__random_tiny-llama.json").exists(), tag
+    table = (figs / "table_rm_bench.md").read_text()
+    assert all(f"| {tag} " in table for tag in ("flr", "direct", "length", "ft_flr")), table
     # unchanged inputs and parameters: a second run skips everything
     again = reproduce.run("smoke", out_dir=out)
     assert all(r["status"] == "skipped" for r in again)

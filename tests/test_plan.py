@@ -89,3 +89,20 @@ def test_malformed_profile_and_unknown_only_give_one_line_errors(tmp_path):
             assert "--only 99" in err and "03_reward_benchmarks" in err
         else:
             assert f"{bad}:4:" in err, err
+
+
+def test_rm_bench_is_counted_six_conversations_per_prompt_without_legacy():
+    """RM-Bench prompts carry 3 chosen + 3 rejected styled responses: 6 conversations each, at the measured RM-Bench
+    prefix lengths; notebook 03 scores them with flr and direct (not legacy_repo), notebook 04 with ft_flr."""
+    pl = plan.Planner("paper").build()
+    rm = {(s["notebook"][:2], s["what"].split(" (")[0]): s for s in pl.steps if "RM-Bench" in s["what"]}
+    assert set(rm) == {("03", "score flr RM-Bench"), ("03", "score direct RM-Bench"), ("04", "score ft_flr RM-Bench")}
+    reg, work = pl.reg, pl.work
+    prompts = sum(reg[b]["size"] for b in pl.params("03_reward_benchmarks")["rm_bench_benchmarks"])
+    ft = rm[("04", "score ft_flr RM-Bench")]
+    assert ft["rows"] == prompts  # one model; every prompt (rm_bench_prompts: null, max_examples: null)
+    convs = {b: 6 * reg[b]["size"] for b in pl.params("04_feedback_finetune")["rm_bench_benchmarks"]}
+    per = {b: pl.tokens(b)["prefix_tokens"] + work["followup_tokens"] for b in convs}
+    assert ft["tokens"] == sum(convs[b] * per[b] for b in convs)
+    assert work["benchmarks"]["rm_bench_chat"]["prefix_tokens"] > 0  # measured, not the Hub assumption
+    assert not any("RM-Bench" in u for u in pl.unknown)

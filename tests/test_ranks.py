@@ -262,3 +262,34 @@ def test_two_rank_training_matches_one_process_with_the_same_global_batch(small_
     for step, c0, c1 in zip(g0["steps"], g0["calls"], g1["calls"]):
         rewards = [x for x in c0["returned"] + c1["returned"] if x is not None]
         assert step["reward"] == pytest.approx(sum(rewards) / len(rewards), abs=1e-5)  # gathered from both ranks
+
+
+EXIT_SCRIPT = """
+import atexit, os, sys
+import torch.distributed as dist
+# registered first, so it runs last: after flrlib.parallel's own exit handler
+atexit.register(lambda: print("initialised at exit:", dist.is_initialized(), flush=True))
+from flrlib.parallel import all_gather
+print("gathered:", all_gather(int(os.environ["RANK"])), flush=True)
+"""
+
+
+@pytest.mark.integration
+def test_each_rank_destroys_its_process_group_before_the_interpreter_exits():
+    """A process that exits with its gloo group alive can abort in interpreter finalisation ("terminate called
+    without an active exception", SIGABRT; pytorch/pytorch#190489): a 2-rank ``flr reproduce`` in CI died so. Every
+    rank that used a collective destroys the group at exit, while the interpreter is still whole."""
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", EXIT_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2",
+                                              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+             for r in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert "gathered: [0, 1]" in out
+        assert "initialised at exit: False" in out, out
