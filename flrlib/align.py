@@ -172,12 +172,13 @@ def policy_outputs(policy_model: str, adapters: dict, prompts: list[dict], gen_c
     ``model_outputs`` (``out_dir/outputs_<name>.json``) for the official ``alpaca_eval`` CLI.
 
     ``backend="openai"``: generate through the ``GEN`` endpoint (:mod:`flrlib.client`) instead of in-process; the
-    base policy is requested as ``policy_model`` and each adapter under its name (``vllm serve MODEL --enable-lora
-    --lora-modules dpo=.../dpo/adapter kto=.../kto/adapter``). The name alone does not say which weights answer, so
-    the cache is keyed on the adapter folder's hash too (the endpoint's ``revision``), as the ``hf`` backend keys on
-    it: a retrained adapter is never answered from the old adapter's cached outputs (restart the server with the new
-    adapter before re-running). A prompt the server refused has no output: it is left out of ``{name: ...}`` and of
-    ``outputs_<name>.json`` (so it is not judged) and a warning counts it.
+    base policy is requested as ``policy_model`` and each adapter by the name :func:`flrlib.client.serve_adapter`
+    gives it: loaded at runtime under ``<name>-<hash>`` (``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve MODEL
+    --enable-lora``: the adapters are trained in this notebook, after the server started), else the server's own
+    ``<name>`` (``--lora-modules dpo=.../dpo/adapter kto=.../kto/adapter``, with a warning). The cache is keyed on the
+    adapter folder's hash too (the endpoint's ``revision``), as the ``hf`` backend keys on it: a retrained adapter is
+    never answered from the old adapter's cached outputs. A prompt the server refused has no output: it is left out
+    of ``{name: ...}`` and of ``outputs_<name>.json`` (so it is not judged) and a warning counts it.
     """
     if backend not in ("hf", "openai"):
         raise ValueError(f"backend must be 'hf' or 'openai', got {backend!r}")
@@ -195,13 +196,18 @@ def _policy_outputs(policy_model, adapters, prompts, gen_config, out_dir, device
     result = {}
     for name, adapter in adapters.items():
         if backend == "openai":
-            from .client import Endpoint
+            from .client import Endpoint, serve_adapter
 
-            if adapter is not None and not Path(adapter).is_dir():
-                raise FileNotFoundError(f"adapter {name!r}: folder {adapter} not found here; the served adapter's "
-                                        "outputs are cached under its folder hash, so the folder must be readable")
-            lm = Endpoint.from_env("GEN", model=policy_model if adapter is None else name,
-                                   revision=folder_hash(adapter) if adapter is not None else None)
+            served, revision = policy_model, None
+            if adapter is not None:
+                if not Path(adapter).is_dir():
+                    raise FileNotFoundError(f"adapter {name!r}: folder {adapter} not found here; the served adapter's "
+                                            "outputs are cached under its folder hash, so the folder must be readable")
+                revision = folder_hash(adapter)
+                served, warning = serve_adapter(Endpoint.from_env("GEN", model=policy_model), name, adapter, revision)
+                if warning:
+                    print(warning)
+            lm = Endpoint.from_env("GEN", model=served, revision=revision)
         else:  # with an adapter: the same policy with the LoRA matmuls folded into the base weights
             lm = load_model(policy_model, dtype=dtype, device=device, adapter=adapter, merge=True)
         rows = generate(lm, prompts, gen_config, cache=out / f"outputs_{name}.cache.jsonl", progress=progress,

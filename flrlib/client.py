@@ -157,6 +157,54 @@ def check_served(endpoint: Endpoint) -> str | None:
     return None
 
 
+def serve_adapter(endpoint: Endpoint, name: str, path, revision: str) -> tuple[str, str | None]:
+    """``(model name to request, warning or None)`` for the LoRA adapter in folder ``path`` (hash ``revision``) on
+    the server of ``endpoint``, which serves the base policy.
+
+    Notebook 06 trains its adapters and then requests them by name, so a server started before the training cannot
+    have them under ``--lora-modules``. vLLM loads adapters at runtime when started with
+    ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` (``POST /v1/load_lora_adapter {"lora_name", "lora_path"}``; the path is
+    read by the server, so it must see the same filesystem). The adapter is loaded under ``<name>-<revision[:12]>``:
+    a retrained adapter gets a new name, so the server can never answer with the old weights; one already loaded
+    under that name (vLLM: 400 "has already been loaded") is the same weights and is used as it is.
+    A server that cannot load at runtime (404/405: vLLM without the variable, llama.cpp, SGLang's other route) but
+    lists ``name`` at ``/v1/models`` (``vllm serve --lora-modules dpo=...`` started after the training) is used under
+    ``name``, with a warning: which weights it loaded cannot be checked from here. Otherwise an :class:`EndpointError`
+    says how to start the server."""
+    from pathlib import Path
+
+    import httpx
+
+    versioned = f"{name}-{revision[:12]}"
+    names = served_models(endpoint)
+    if names and versioned in names:
+        return versioned, None
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    status, message = None, ""
+    try:
+        r = httpx.post(f"{endpoint.base_url}/load_lora_adapter", headers=headers, timeout=endpoint.timeout,
+                       json={"lora_name": versioned, "lora_path": str(Path(path).resolve())})
+        status, message = r.status_code, r.text[:300]
+    except httpx.HTTPError as e:  # unreachable: said below, with the server's URL
+        message = f"{type(e).__name__}: {e}"
+    if status == 200 or (status == 400 and "already been loaded" in message):
+        return versioned, None
+    if status in (401, 403):
+        raise EndpointError(f"{endpoint.base_url}/load_lora_adapter refused the key (HTTP {status}): set "
+                            "FLR_GEN_API_KEY")
+    if status not in (None, 404, 405, 501):  # the server tried and failed (a bad adapter, rank over --max-lora-rank)
+        raise EndpointError(f"{endpoint.base_url} could not load adapter {name!r} from {path} (HTTP {status}): "
+                            f"{message}")
+    if names and name in names:
+        return name, (f"warning: {endpoint.base_url} cannot load adapters at runtime, so {name!r} is the adapter it "
+                      f"was started with (--lora-modules {name}=...); restart it if {name} was trained since. Its "
+                      f"outputs are cached under the hash of {path}.")
+    raise EndpointError(f"{endpoint.base_url} does not serve adapter {name!r} and cannot load it at runtime "
+                        f"({'unreachable: ' + message if status is None else f'HTTP {status}'}): start vLLM with "
+                        f"VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora --max-lora-rank R (notebook 06 "
+                        f"then loads each adapter it trains), or restart it with --lora-modules {name}={path}")
+
+
 def failed(reply: dict | None) -> dict | None:
     """The recorded failure of a reply (``{"status", "message"}``), or ``None`` for an answer."""
     return reply.get("failed") if isinstance(reply, dict) else None

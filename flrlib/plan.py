@@ -286,9 +286,10 @@ class Planner:
         if p.get("gen_backend") == "openai":  # base + adapters by name from one server, requested once
             self.add(nb, "evaluation outputs (base, dpo, kto; server)", n_eval, 3 * n_eval * new, samples=3 * n_eval,
                      seconds=self.gen_seconds(3 * n_eval * new, server=True), sharded=False, server=True,
-                     needs=[f"generation server: FLR_GEN_BASE_URL serving {p['policy_model']} with its adapters by "
-                            "name (vllm serve --enable-lora --max-lora-rank 8 --lora-modules dpo=<06 out>/dpo/adapter "
-                            "kto=<06 out>/kto/adapter), started after DPO and KTO"])
+                     needs=[f"generation server: FLR_GEN_BASE_URL serving {p['policy_model']} and the adapters 06 "
+                            "trains (VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve --enable-lora --max-lora-rank 8: "
+                            "06 loads each at runtime; or, started after DPO and KTO, --lora-modules "
+                            "dpo=<06 out>/dpo/adapter kto=<06 out>/kto/adapter)"])
             self.server_requests += 3 * n_eval
         else:
             self.add(nb, "evaluation outputs (base, dpo, kto)", n_eval, 3 * n_eval * new, samples=3 * n_eval,

@@ -725,6 +725,8 @@ def build_all(profile: str, out_dir=None, n_boot: int = 2000) -> pd.DataFrame:
          "RM-Bench hard / normal / easy / average [95% CI] on the prompts every scorer scored; " + RM_BENCH_LENGTH_NOTE),
         ("table_rm_bench_flr_vs_direct", "table", lambda: rm_bench_paired_table(profile, "flr", "direct", n_boot=n_boot),
          "RM-Bench, FLR minus Direct on the same prompts, paired bootstrap CI"),
+        ("table_rm_bench_ft_flr_vs_flr", "table", lambda: rm_bench_paired_table(profile, "ft_flr", "flr", n_boot=n_boot),
+         "RM-Bench, FT-FLR minus FLR on the same prompts, paired bootstrap CI"),
         ("table_rewardbench", "table", lambda: rewardbench_table(profile), "RewardBench v1 section scores [95% CI]"),
         ("fig_rm_bench_matrix", "figure", lambda: plot_rm_bench_matrices(profile), ""),
         ("fig_rm_bench_levels", "figure", lambda: plot_rm_bench_levels(profile, n_boot=n_boot), ""),
@@ -780,14 +782,14 @@ def summary_markdown(profile: str = "demo") -> str:
                 f"wrong as RM-Bench does; means over the domains listed - RM-Bench's leaderboard averages chat, math, "
                 f"code and safety, so a row without all four is not comparable with it; {RM_BENCH_LENGTH_NOTE}):\n\n"
                 + _dash(t).to_markdown(index=False))
-        try:
-            d = rm_bench_paired_table(profile, "flr", "direct")
-            h = d[(d.domain == "all") & (d.level == "hard")]
-            for _, r in h.iterrows():
-                text += (f"\n\nFLR − Direct, RM-Bench hard accuracy ({r['model']}, {int(r['n'])} prompts): "
+        for a, b, label in (("flr", "direct", "FLR − Direct"), ("ft_flr", "flr", "FT-FLR − FLR")):
+            try:
+                d = rm_bench_paired_table(profile, a, b)
+            except ResultMissing:  # one of the two scorers has no RM-Bench result
+                continue
+            for _, r in d[(d.domain == "all") & (d.level == "hard")].iterrows():
+                text += (f"\n\n{label}, RM-Bench hard accuracy ({r['model']}, {int(r['n'])} prompts): "
                          f"{_cell(r['diff'], r['ci_low'], r['ci_high'])}.")
-        except ResultMissing:
-            pass
         parts.append(text)
     except ResultMissing:
         pass  # no RM-Bench results in this profile (yet): no paragraph, rather than a "run notebook 03" line

@@ -27,10 +27,14 @@ def error(status: int, message: str) -> tuple[int, dict]:
 class FakeServer:
     """``respond(body) -> (status, payload)`` or ``(status, payload, headers)``; ``payload`` a dict (sent as JSON)
     or bytes (sent as is). ``respond=None``: accept each chat request and never answer it (until :meth:`stop`). ``models``:
-    the names ``GET /v1/models`` lists (``None``: 404). ``bodies`` holds every chat request's JSON body."""
+    the names ``GET /v1/models`` lists (``None``: 404). ``bodies`` holds every chat request's JSON body. ``routes``:
+    other POST routes, ``{"/load_lora_adapter": respond}`` (any other path: 404); ``posts`` holds ``(path, body)`` of
+    each request to them."""
 
-    def __init__(self, respond=lambda body: (200, completion()), models: list[str] | None = None):
+    def __init__(self, respond=lambda body: (200, completion()), models: list[str] | None = None,
+                 routes: dict | None = None):
         self.respond, self.models, self.bodies = respond, models, []
+        self.routes, self.posts = routes or {}, []
         self.hang = threading.Event()
         self.received = threading.Event()  # set at the first chat request
         server = self
@@ -58,6 +62,11 @@ class FakeServer:
 
             def do_POST(self):  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    route = next((r for r in server.routes if self.path.rstrip("/").endswith(r)), None)
+                    server.posts.append((self.path, body))
+                    self._send(*(server.routes[route](body) if route else (404, {"error": {"message": "not found"}})))
+                    return
                 server.bodies.append(body)
                 server.received.set()
                 if server.respond is None:

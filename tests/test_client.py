@@ -109,8 +109,8 @@ def ask(content, **kw):
 def fake():
     servers = []
 
-    def make(respond=lambda body: (200, completion()), models=None):
-        servers.append(FakeServer(respond, models))
+    def make(respond=lambda body: (200, completion()), models=None, routes=None):
+        servers.append(FakeServer(respond, models, routes))
         return servers[-1]
 
     yield make
@@ -210,11 +210,12 @@ def test_the_revision_is_part_of_the_cache_key(fake, tmp_path):
 
 def test_served_policy_outputs_are_keyed_on_the_adapter_hash(fake, tmp_path, monkeypatch):
     """Regression (#23): with gen_backend openai, align.policy_outputs requested an adapter by its alias and the cache
-    key was (alias, request): after retraining, outputs_dpo.cache.jsonl answered with the old adapter's outputs."""
+    key was (alias, request): after retraining, outputs_dpo.cache.jsonl answered with the old adapter's outputs.
+    Here the server is started with --lora-modules dpo=... (no runtime loading): the name is used, with a warning."""
     from flrlib.align import policy_outputs
     from flrlib.generate import GenConfig
 
-    server = fake(lambda body: (200, completion(f"{body['model']} says hi")))
+    server = fake(lambda body: (200, completion(f"{body['model']} says hi")), models=["base-model", "dpo"])
     monkeypatch.setenv("FLR_GEN_BASE_URL", server.url)
     adapter = tmp_path / "dpo" / "adapter"
     adapter.mkdir(parents=True)
@@ -231,6 +232,64 @@ def test_served_policy_outputs_are_keyed_on_the_adapter_hash(fake, tmp_path, mon
     policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
                    progress=False, backend="openai")
     assert server.hits == 3 and server.bodies[-1]["model"] == "dpo"  # the new adapter is asked, the base is not
+
+
+def test_adapters_trained_after_the_server_started_are_loaded_at_runtime_under_their_hash(fake, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """Notebook 06 trains DPO/KTO and then requests them: a server started before (05 used it) cannot have them
+    under --lora-modules. vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING loads each at POST /v1/load_lora_adapter, under
+    <name>-<hash> so that a retrained adapter is a new name (the server can never answer with the old weights)."""
+    from flrlib.align import policy_outputs
+    from flrlib.generate import GenConfig
+    from flrlib.models import folder_hash
+
+    loaded = []
+
+    def load(body):
+        if body["lora_name"] in loaded:  # vLLM's answer to a second load of the same name
+            return error(400, f"The lora adapter '{body['lora_name']}' has already been loaded.")
+        loaded.append(body["lora_name"])
+        return 200, {}
+
+    server = fake(lambda body: (200, completion(f"{body['model']} says hi")), models=["base-model"],
+                  routes={"/load_lora_adapter": load})
+    monkeypatch.setenv("FLR_GEN_BASE_URL", server.url)
+    adapter = tmp_path / "dpo" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
+    prompts = [{"id": "p0", "messages": [{"role": "user", "content": "Hello?"}]}]
+    cfg = GenConfig(n=1, do_sample=False, max_new_tokens=4)
+    v1 = f"dpo-{folder_hash(str(adapter))[:12]}"
+    out = policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
+                         progress=False, backend="openai")
+    assert out["dpo"] == {"p0": f"{v1} says hi"} and loaded == [v1]
+    assert server.posts[0][1] == {"lora_name": v1, "lora_path": str(adapter.resolve())}
+    policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
+                   progress=False, backend="openai")  # "already loaded": the same weights, answered from the cache
+    assert server.hits == 2 and len(server.posts) == 2
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained: a new name, loaded and asked
+    out = policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
+                         progress=False, backend="openai")
+    v2 = f"dpo-{folder_hash(str(adapter))[:12]}"
+    assert v2 != v1 and loaded == [v1, v2] and out["dpo"] == {"p0": f"{v2} says hi"} and server.hits == 3
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_a_server_that_cannot_serve_the_adapter_stops_with_how_to_start_it(fake, tmp_path):
+    from flrlib.client import serve_adapter
+
+    adapter = tmp_path / "kto"
+    adapter.mkdir()
+    bare = fake(models=["base-model"])  # no runtime loading (404), no --lora-modules
+    with pytest.raises(EndpointError, match="VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.*--lora-modules kto="):
+        serve_adapter(Endpoint(bare.url, "base-model"), "kto", adapter, "abcdef0123456789")
+    broken = fake(models=["base-model"], routes={"/load_lora_adapter": lambda b: error(500, "rank 64 > max 8")})
+    with pytest.raises(EndpointError, match="could not load adapter 'kto'.*HTTP 500.*rank 64 > max 8"):
+        serve_adapter(Endpoint(broken.url, "base-model"), "kto", adapter, "abcdef0123456789")
+    listed = fake(models=["base-model", "kto-abcdef012345"])  # loaded earlier under this hash: no request
+    assert serve_adapter(Endpoint(listed.url, "base-model"), "kto", adapter, "abcdef0123456789") == \
+        ("kto-abcdef012345", None)
+    assert listed.posts == []
 
 
 # ------------------------------------------------------------------------------------------------- the CLI's face

@@ -55,6 +55,7 @@ def test_smoke_profile_runs_all_notebooks_and_resumes(tmp_path, monkeypatch, dat
     rm = tmp_path / "results" / "smoke" / "rm_bench"
     for tag in ("flr", "direct", "length", "ft_flr"):
         assert (rm / f"summary__{tag}__random_tiny-llama.json").exists(), tag
+    assert (figs / "table_rm_bench_ft_flr_vs_flr.md").stat().st_size > 100
     table = (figs / "table_rm_bench.md").read_text()
     assert all(f"| {tag} " in table for tag in ("flr", "direct", "length", "ft_flr")), table
     # unchanged inputs and parameters: a second run skips everything
