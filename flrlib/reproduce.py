@@ -42,9 +42,9 @@ from .paths import ROOT, outputs_dir, results_dir
 from .profiles import PROFILES_DIR, load_profile, notebook_parameters, profile_names  # noqa: F401 (re-exported)
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
-# run on every rank by default: the notebooks whose Scorers shard. 04 scores and trains too, but its rewriter would
-# call the API once per rank (rewrite.py is not rank-aware yet): add it with the profile's `parallel:` list when its
-# rewriter is "rule" or "hf", or its rewrites are cached.
+# run on every rank by default: the notebooks whose Scorers shard and that train nothing. A profile's `parallel:` list
+# adds 04 and 06 (the paper profile does): their trainers are data-parallel and their endpoint requests (rewriter,
+# served outputs, judge) are sent once, by rank 0 (`parallel.once`).
 PARALLEL = ("03_reward_benchmarks", "05_preference_mining")
 
 

@@ -6,10 +6,11 @@ import pytest
 from flrlib import align, mining
 from flrlib.align import AlignConfig, ConfigError, check_config
 from flrlib.models import load_model
+from helpers import user
 
 
 def _pairs(n=4):
-    scored = [{"id": f"p{i}", "messages": [{"role": "user", "content": f"Question number {i}?"}],
+    scored = [{"id": f"p{i}", "messages": user(f"Question number {i}?"),
                "responses": [f"A helpful answer {i}.", "no"], "rewards": [1.0, -1.0]} for i in range(n)]
     return mining.dpo_pairs(scored)
 
@@ -82,7 +83,7 @@ def test_dpo_and_kto_train_save_adapter_provenance_and_curves(tiny, tmp_path):
     # evaluation samples from the merged adapter: the same greedy outputs as the unmerged policy
     from flrlib.generate import GenConfig, generate
 
-    prompts = [{"id": "p0", "messages": [{"role": "user", "content": "Name a colour."}]}]
+    prompts = [{"id": "p0", "messages": user("Name a colour.")}]
     greedy = GenConfig(n=1, do_sample=False, max_new_tokens=8)
     outs = align.policy_outputs("random:tiny-llama", {"dpo": str(adapter)}, prompts, greedy, tmp_path / "eval",
                                 device="cpu", dtype="float32", progress=False)

@@ -9,16 +9,17 @@ import pytest  # noqa: E402
 from flrlib import benchmarks, metrics, reporting  # noqa: E402
 from flrlib.results import read_json, read_jsonl  # noqa: E402
 from flrlib.scoring import ScoreConfig, Scorer  # noqa: E402
+from helpers import user
 
 PAIRS = [
-    {"id": "p1", "benchmark": "toy", "messages": [{"role": "user", "content": "What is 2+2?"}], "chosen": "4.",
+    {"id": "p1", "benchmark": "toy", "messages": user("What is 2+2?"), "chosen": "4.",
      "rejected": "Fish.", "category": "math"},
-    {"id": "p2", "benchmark": "toy", "messages": [{"role": "user", "content": "Capital of France?"}],
+    {"id": "p2", "benchmark": "toy", "messages": user("Capital of France?"),
      "chosen": "Paris.", "rejected": "I refuse to answer questions about geography."},
     {"id": "p3", "benchmark": "toy", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
                                                   {"role": "user", "content": "Bye"}], "chosen": "Goodbye!", "rejected": "?"},
 ]
-RATINGS = [{"id": f"r{i}", "benchmark": "toyr", "messages": [{"role": "user", "content": q}], "response": a, "score": s}
+RATINGS = [{"id": f"r{i}", "benchmark": "toyr", "messages": user(q), "response": a, "score": s}
            for i, (q, a, s) in enumerate([("Name a color.", "Blue.", 5.0), ("Name a fruit.", "A car.", 1.0),
                                           ("Say hi.", "Hi there!", 4.0), ("Count to 3.", "1 2 3", 3.5)])]
 

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from flrlib.cli import InputError, main, read_score_rows
+from helpers import user
 
 
 def _write(path, rows):
@@ -14,7 +15,7 @@ def _write(path, rows):
 def test_score_responses_and_pairs(tmp_path, data_ready):
     inp = _write(tmp_path / "in.jsonl", [
         {"id": "a", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]},
-        {"id": "b", "messages": [{"role": "user", "content": "2+2?"}], "chosen": "4", "rejected": "5"},
+        {"id": "b", "messages": user("2+2?"), "chosen": "4", "rejected": "5"},
     ])
     out = tmp_path / "out.jsonl"
     rc = main(["score", "--model", "random:tiny-llama", "--input", str(inp), "--output", str(out),
@@ -68,7 +69,7 @@ def test_score_shards_across_processes_with_accelerate(tmp_path, data_ready):
     import sys
 
     port = _loopback_port()
-    msgs = [{"role": "user", "content": "Name a colour."}]
+    msgs = user("Name a colour.")
     inp = _write(tmp_path / "in.jsonl", [{"id": f"r{i}", "messages": msgs + [{"role": "assistant", "content": c}]}
                                          for i, c in enumerate(["Blue.", "Red!", "Green, like grass.", "Sky blue."
                                                                 "", "I do not know."])])
@@ -99,8 +100,8 @@ def test_score_shards_across_processes_with_accelerate(tmp_path, data_ready):
     ("{not json", r"in.jsonl:2: not valid JSON"),
     (json.dumps({"id": 1}), r"in.jsonl:2: missing field 'messages'"),
     (json.dumps({"messages": [{"role": "robot", "content": "x"}]}), r"in.jsonl:2: field messages\[0\]: 'role'"),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}]}), r"in.jsonl:2: field 'messages': the last"),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "chosen": "a", "rejected": ""}),
+    (json.dumps({"messages": user("x")}), r"in.jsonl:2: field 'messages': the last"),
+    (json.dumps({"messages": user("x"), "chosen": "a", "rejected": ""}),
      r"in.jsonl:2: field 'rejected'"),
     (json.dumps({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
                  "chosen": "a", "rejected": "b"}), r"in.jsonl:2: field 'messages': .*must end with the user turn"),

@@ -16,6 +16,7 @@ import pytest
 from fake_openai import FakeServer, completion, error
 
 from flrlib.client import DEFAULT_JUDGE_MODEL, Client, Endpoint, EndpointError, failed
+from helpers import user
 
 COMPLETION = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
               "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
@@ -76,11 +77,11 @@ def test_endpoint_from_env_precedence_and_errors(monkeypatch):
 def test_retries_on_429_and_5xx_then_answers_and_caches(scripted, tmp_path):
     scripted["script"] = [503, 429, 502]
     client = Client(Endpoint(scripted["url"], "m", max_retries=3), cache=tmp_path / "c.jsonl", concurrency=1)
-    (reply,) = client.chat([{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}], progress=False)
+    (reply,) = client.chat([{"messages": user("hi"), "max_tokens": 2}], progress=False)
     assert reply["choices"][0]["content"] == "hello" and reply["usage"]["completion_tokens"] == 1
     assert scripted["hits"] == 4 and scripted["bodies"][-1]["model"] == "m"
     again = Client(Endpoint(scripted["url"], "m"), cache=tmp_path / "c.jsonl")
-    assert again.chat([{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}], progress=False) == [reply]
+    assert again.chat([{"messages": user("hi"), "max_tokens": 2}], progress=False) == [reply]
     assert scripted["hits"] == 4 and again.sent == 0  # answered from the cache
 
 
@@ -88,11 +89,11 @@ def test_a_request_that_cannot_succeed_is_a_clear_error(scripted, tmp_path):
     scripted["script"] = [401]
     client = Client(Endpoint(scripted["url"], "m", max_retries=3), cache=tmp_path / "c.jsonl", concurrency=1)
     with pytest.raises(EndpointError, match=rf"m at {scripted['url']}: HTTP 401: scripted 401.*0 answers cached"):
-        client.chat([{"messages": [{"role": "user", "content": "hi"}]}], progress=False)
+        client.chat([{"messages": user("hi")}], progress=False)
     assert scripted["hits"] == 1  # not retried
     scripted["script"] = [500] * 10
     with pytest.raises(EndpointError, match="HTTP 500"):
-        client.chat([{"messages": [{"role": "user", "content": "again"}]}], progress=False)
+        client.chat([{"messages": user("again")}], progress=False)
     assert scripted["hits"] == 1 + 4  # one try and 3 retries
 
 
@@ -102,7 +103,7 @@ def test_a_request_that_cannot_succeed_is_a_clear_error(scripted, tmp_path):
 
 
 def ask(content, **kw):
-    return {"messages": [{"role": "user", "content": content}], "max_tokens": 8, **kw}
+    return {"messages": user(content), "max_tokens": 8, **kw}
 
 
 @pytest.fixture
@@ -220,7 +221,7 @@ def test_served_policy_outputs_are_keyed_on_the_adapter_hash(fake, tmp_path, mon
     adapter = tmp_path / "dpo" / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
-    prompts = [{"id": "p0", "messages": [{"role": "user", "content": "Hello?"}]}]
+    prompts = [{"id": "p0", "messages": user("Hello?")}]
     cfg = GenConfig(n=1, do_sample=False, max_new_tokens=4)
     out = policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
                          progress=False, backend="openai")
@@ -257,7 +258,7 @@ def test_adapters_trained_after_the_server_started_are_loaded_at_runtime_under_t
     adapter = tmp_path / "dpo" / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
-    prompts = [{"id": "p0", "messages": [{"role": "user", "content": "Hello?"}]}]
+    prompts = [{"id": "p0", "messages": user("Hello?")}]
     cfg = GenConfig(n=1, do_sample=False, max_new_tokens=4)
     v1 = f"dpo-{folder_hash(str(adapter))[:12]}"
     out = policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",

@@ -86,7 +86,7 @@ def test_parse_transcript_turns_and_continuations():
     assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
     assert msgs[2]["content"] == "What is the capital of France?\nPlease be brief."
     assert explore.parse_transcript(explore.format_transcript(msgs)) == msgs
-    assert explore.parse_transcript("  just a question?  ") == [{"role": "user", "content": "just a question?"}]
+    assert explore.parse_transcript("  just a question?  ") == user("just a question?")
 
 
 def test_hh_transcripts_paste_as_they_are():
@@ -411,7 +411,7 @@ def test_notebook_helpers_compare_pairs_and_heatmap(tiny, small_bank):
     fig = explore.category_heatmap(cats, "t")
     assert [t.get_text() for t in fig.axes[0].texts] == [f"{v:.3f}" for v in cats.to_numpy().ravel()]
 
-    shown = explore.conversation_html([{"role": "user", "content": "<b>x</b>"}], {"A": "a & b"})
+    shown = explore.conversation_html(user("<b>x</b>"), {"A": "a & b"})
     assert "&lt;b&gt;x&lt;/b&gt;" in shown and "a &amp; b" in shown
 
 

@@ -9,6 +9,7 @@ from flrlib import feedback as fb
 from flrlib import paired
 from flrlib import rewrite as rw
 from flrlib.chat import FEEDBACK_REQUEST, flr_context, render
+from helpers import user
 
 CRIT_POS = ("The response is accurate, clear and well organised, and it gives practical steps that the user can "
             "follow right away.")
@@ -18,7 +19,7 @@ CRIT_NEG = ("The response contains a factual error about the boiling point and f
 
 def triple(i=0, prompt="How do I boil an egg?", response="Put it in boiling water for nine minutes.",
            critique=CRIT_POS, score=5.0, **kw):
-    return {"id": f"t{i}", "prompt": prompt, "messages": [{"role": "user", "content": prompt}],
+    return {"id": f"t{i}", "prompt": prompt, "messages": user(prompt),
             "response": response, "critique": critique, "score": score, "score_scale": [1, 5], **kw}
 
 
@@ -131,7 +132,7 @@ def test_ultrafeedback_rows_to_triples():
     ts = D.ultrafeedback_triples(rows)
     assert [t["id"] for t in ts] == ["uf0:0", "uf0:1"]  # the completion without a critique gives no triple
     assert ts[1] == {"id": "uf0:1", "prompt": "Name a prime.",
-                     "messages": [{"role": "user", "content": "Name a prime."}],
+                     "messages": user("Name a prime."),
                      "response": "8", "critique": "Wrong: 8 is not prime.", "score": 2.0, "score_scale": [1, 10],
                      "source": "ultrafeedback/evol_instruct", "model": "b"}
     assert len(D.ultrafeedback_triples(rows, max_examples=1, seed=3)) == 1
@@ -151,7 +152,7 @@ def test_eval_leak_is_refused_or_dropped(data_ready):
     from flrlib.data import load_prometheus
 
     mt = load_prometheus("mt_bench")[0]["messages"][-1]["content"]
-    bench = [{"id": "b1", "messages": [{"role": "user", "content": "What is 2+2?"}], "chosen": "4", "rejected": "5"}]
+    bench = [{"id": "b1", "messages": user("What is 2+2?"), "chosen": "4", "rejected": "5"}]
     rows = [triple(0), triple(1, prompt="  what is 2+2?\n"), triple(2, prompt=mt)]
     with pytest.raises(D.EvalLeak, match=r"'t1'.*'prompt'.*'my_bench'"):
         D.guard_eval_leak(rows, {"my_bench": bench})
@@ -346,7 +347,7 @@ def test_score_or_reuse_keeps_a_covering_result_file(tiny, tmp_path, monkeypatch
     from flrlib.scoring import ScoreConfig, Scorer
 
     monkeypatch.setenv("FLR_RESULTS_DIR", str(tmp_path))
-    recs = [{"id": f"p{i}", "messages": [{"role": "user", "content": f"Say {i}."}], "chosen": f"{i}.",
+    recs = [{"id": f"p{i}", "messages": user(f"Say {i}."), "chosen": f"{i}.",
              "rejected": "No."} for i in range(3)]
     direct = Scorer(tiny, None, ScoreConfig(scorer="direct"), cache=None)
     first = fb.score_or_reuse(direct, recs, "toy", "unit", "direct", n_boot=50, progress=False)

@@ -1,5 +1,6 @@
 """The base file helpers: atomic writes honour the umask, readers name the file and line, one offline switch."""
 import gzip
+import json
 import os
 import stat
 
@@ -138,3 +139,34 @@ def test_committed_result_files_are_strict_json():
     assert files_, "no committed result files found"
     bad = not_strict_json(files_)
     assert not bad, f"{len(bad)} result files are not strict JSON, e.g. {bad[:3]}"
+
+
+def test_committed_result_files_name_no_folder_of_the_machine_that_wrote_them():
+    """A fresh clone reproduces the committed files number for number and word for word: no absolute path of the
+    writer's machine in them (a fresh clone elsewhere wrote `/work/ci_check/main/results/...` into 06's provenance and
+    `/work/ci_check/main/data/...` into 01's unavailable-benchmark message). Paths are relative to the checkout."""
+    import re
+
+    from helpers import result_files
+
+    from flrlib.paths import ROOT
+
+    absolute = re.compile(r"(?:^|[\s(\"'=])(/(?:[\w.+-]+/)+[\w.+-]*)")
+    found = []
+
+    def walk(x, where):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(x, list):
+            for i, v in enumerate(x):
+                walk(v, f"{where}[{i}]")
+        elif isinstance(x, str) and (m := absolute.search(x)):
+            found.append(f"{where}: {m.group(1)}")
+
+    for f in result_files(ROOT / "results"):
+        docs = f.read_text(encoding="utf-8").splitlines() if f.suffix == ".jsonl" else [f.read_text(encoding="utf-8")]
+        for i, d in enumerate(docs):
+            if d.strip():
+                walk(json.loads(d), f"{f.relative_to(ROOT)}:{i + 1}")
+    assert not found, f"{len(found)} absolute paths in committed result files, e.g. {found[:3]}"

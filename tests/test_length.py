@@ -8,9 +8,10 @@ from flrlib import benchmarks, metrics
 from flrlib.chat import content_tokens
 from flrlib.results import read_jsonl
 from flrlib.scoring import ScoreConfig, Scorer
+from helpers import user
 
 PAIRS = [
-    {"id": f"p{i}", "benchmark": "toy", "messages": [{"role": "user", "content": q}], "chosen": c, "rejected": r}
+    {"id": f"p{i}", "benchmark": "toy", "messages": user(q), "chosen": c, "rejected": r}
     for i, (q, c, r) in enumerate([
         ("What is 2+2?", "4.", "Fish, probably, or maybe a large number of them."),
         ("Capital of France?", "The capital of France is Paris, on the Seine.", "Rome."),
@@ -68,7 +69,7 @@ def test_cli_scores_with_the_length_scorer(tmp_path):
     from flrlib.cli import main
 
     inp = tmp_path / "in.jsonl"
-    inp.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "Hi"}], "chosen": "Hello, how are you?",
+    inp.write_text(json.dumps({"id": "a", "messages": user("Hi"), "chosen": "Hello, how are you?",
                                "rejected": "Hi"}) + "\n")
     out = tmp_path / "out.jsonl"
     assert main(["score", "--scorer", "length", "--model", "random:tiny-llama", "--input", str(inp), "--output",
@@ -114,7 +115,7 @@ def test_reporting_length_tables_and_figures_from_result_files(results, tiny, sm
 def test_rating_files_carry_length_only_and_partial_correlations(results, tiny, small_bank):
     from flrlib import reporting
 
-    ratings = [{"id": f"r{i}", "benchmark": "toyr", "messages": [{"role": "user", "content": q}], "response": a,
+    ratings = [{"id": f"r{i}", "benchmark": "toyr", "messages": user(q), "response": a,
                 "score": s} for i, (q, a, s) in enumerate([("Name a colour.", "Blue.", 5.0),
                                                            ("Name a fruit.", "A car, I think, or a bus.", 1.0),
                                                            ("Say hi.", "Hi there, nice to meet you!", 4.0),

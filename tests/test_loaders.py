@@ -8,6 +8,7 @@ from flrlib import data
 from flrlib.data import hub, pairwise, rating
 from flrlib.data.fetch import DataMissing
 from flrlib.data.pairwise import MalformedRow
+from helpers import user
 
 # ---------------------------------------------------------------------------------------------------------------
 # HH-RLHF
@@ -39,7 +40,7 @@ def test_hh_rows_keep_matching_contexts_and_count_drops():
     ]
     recs, dropped = pairwise.parse_hh_rows(rows, "hh_test")
     assert [r["id"] for r in recs] == ["hh_test-0"]
-    assert recs[0]["messages"] == [{"role": "user", "content": "Where is Paris?"}]
+    assert recs[0]["messages"] == user("Where is Paris?")
     assert (recs[0]["chosen"], recs[0]["rejected"]) == ("In France.", "No idea.")
     assert dropped == {"contexts of chosen and rejected differ": 1, "identical responses": 1, "empty response": 1,
                        "turns not alternating Human/Assistant": 1, "does not end with an Assistant turn": 1}
@@ -71,7 +72,7 @@ def test_alpaca_eval_preferences_ties_and_nulls():
     recs, dropped = pairwise.parse_alpaca_eval_annotations([{**base, "preference": p} for p in prefs], "ae", "t")
     assert [(r["chosen"], r["rejected"], r["generators"]) for r in recs] == [
         ("Apple", "A banana", ["m1", "m2"]), ("A banana", "Apple", ["m2", "m1"])]
-    assert recs[0]["messages"] == [{"role": "user", "content": "Name a fruit."}] and recs[0]["category"] == "helpful_base"
+    assert recs[0]["messages"] == user("Name a fruit.") and recs[0]["category"] == "helpful_base"
     assert dropped == {"tie (preference 0 or 1.5)": 2, "null preference": 1, "fractional preference": 1}
     with pytest.raises(MalformedRow, match="row 1: field 'preference' is not a number"):
         pairwise.parse_alpaca_eval_annotations([{**base, "preference": "left"}], "ae", "t")
@@ -94,7 +95,7 @@ def test_prometheus_single_turn_and_dialogue():
              "gpt4_feedback": ["meh"]},
             {"idx": 3, "instruction": "no headers here", "gpt4_score": [1]}]
     recs, dropped = rating.parse_prometheus_rows(rows, "pv")
-    assert recs[0]["messages"] == [{"role": "user", "content": "How do I sleep better?"}]
+    assert recs[0]["messages"] == user("How do I sleep better?")
     assert recs[0]["response"] == "Keep a schedule." and recs[0]["score"] == pytest.approx(14 / 3)
     assert recs[0]["feedback"] == ["good", "great", "fine"] and recs[0]["id"] == "pv-1-vicuna"
     assert recs[1]["messages"] == [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1 line\n\nmore"},
@@ -146,7 +147,7 @@ def test_mt_bench_human_keeps_turn1_drops_ties_and_diverging_turn2():
             {"question_id": 82, "model_a": "x", "model_b": "y", "winner": "tie", "judge": "author_1", "turn": 1,
              "conversation_a": conv("A1", "A2"), "conversation_b": conv("B1", "B2")}]
     recs, dropped = pairwise.parse_mt_bench_human(rows)
-    assert len(recs) == 1 and recs[0]["messages"] == [{"role": "user", "content": "Q1"}]
+    assert len(recs) == 1 and recs[0]["messages"] == user("Q1")
     assert (recs[0]["chosen"], recs[0]["rejected"]) == ("B1", "A1")
     assert dropped == {"contexts of the two models differ (turn 2)": 1, "tie": 1}
 
@@ -179,7 +180,7 @@ def test_mt_bench_human_aggregates_the_judges_votes_per_pair():
     assert by_q["81"]["votes"] == {"chosen": 2, "rejected": 1, "tie": 0}
     assert sorted(by_q["81"]["judges"]) == ["author_0", "expert_1", "expert_2"]
     assert by_q["84"]["chosen"] == "y answer" and by_q["84"]["votes"] == {"chosen": 1, "rejected": 0, "tie": 1}
-    assert by_q["81"]["messages"] == [{"role": "user", "content": "Q81"}]
+    assert by_q["81"]["messages"] == user("Q81")
     assert dropped == {"judges split evenly": 1, "tie": 1, "contexts of the two models differ (turn 2)": 1}
     with pytest.raises(MalformedRow, match="row 1: missing field 'judge'"):
         pairwise.parse_mt_bench_human([{k: v for k, v in rows[0].items() if k != "judge"}])
@@ -224,7 +225,7 @@ def test_pairwise_hub_parsers_read_the_fixture_layout():
 def test_helpsteer_and_feedback_bench():
     recs, _ = hub.parse_helpsteer([{"prompt": "p", "response": "r", "helpfulness": 3, "correctness": 4,
                                     "coherence": 4, "complexity": 1, "verbosity": 2}])
-    assert recs[0]["score"] == 3.0 and recs[0]["messages"] == [{"role": "user", "content": "p"}]
+    assert recs[0]["score"] == 3.0 and recs[0]["messages"] == user("p")
     recs, dropped = hub.parse_feedback_bench([{"orig_instruction": "i", "orig_response": "r", "orig_score": "4",
                                                "orig_criteria": "c"},
                                               {"orig_instruction": "i", "orig_response": "r", "orig_score": "n/a"}])
@@ -262,7 +263,7 @@ def test_alpaca_farm_reads_its_data_file_not_the_loading_script(online, tmp_path
     recs, rep = data.load_benchmark("alpaca_farm")
     assert calls == [("tatsu-lab/alpaca_farm", "alpaca_human_preference.json", {"repo_type": "dataset", "revision": None})]
     assert [r["chosen"] for r in recs] == ["hello", "hey"] and rep["rows_total"] == 2
-    assert recs[0]["messages"] == [{"role": "user", "content": "Translate\n\nbonjour"}]
+    assert recs[0]["messages"] == user("Translate\n\nbonjour")
 
 
 def test_hub_errors_say_offline_only_when_offline(online):
@@ -320,13 +321,13 @@ def test_missing_benchmark_file_says_how_to_get_it(tmp_path, monkeypatch):
 
 def test_user_jsonl_pairwise_and_rating(tmp_path):
     p = tmp_path / "mine.jsonl"
-    p.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "hi"}], "chosen": "hello",
+    p.write_text(json.dumps({"id": "a", "messages": user("hi"), "chosen": "hello",
                              "rejected": "go away"}) + "\n")
     recs, rep = data.load_benchmark(str(p))
     assert rep["kind"] == "pairwise" and rep["benchmark"] == "mine" and recs[0]["chosen"] == "hello"
     r = tmp_path / "rate.jsonl"
-    r.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "response": "hello", "score": 4}) + "\n"
-                 + json.dumps({"messages": [{"role": "user", "content": "q"}], "response": "a", "score": "high"}) + "\n")
+    r.write_text(json.dumps({"messages": user("hi"), "response": "hello", "score": 4}) + "\n"
+                 + json.dumps({"messages": user("q"), "response": "a", "score": "high"}) + "\n")
     with pytest.raises(MalformedRow, match=r"rate.jsonl: row 2: field 'score' has type str"):
         data.load_benchmark(str(r))
     bad = tmp_path / "bad.jsonl"

@@ -8,10 +8,11 @@ from flrlib.data import prompts as P
 from flrlib.data.fetch import DataMissing
 from flrlib.generate import GenConfig, generate
 from flrlib.results import read_jsonl
+from helpers import user
 
 
 def _sample(id_, responses, rewards):
-    return {"id": id_, "messages": [{"role": "user", "content": f"prompt {id_}"}], "responses": responses,
+    return {"id": id_, "messages": user(f"prompt {id_}"), "responses": responses,
             "rewards": rewards}
 
 
@@ -107,7 +108,7 @@ def test_nectar_prompt_parsing_and_offline_error():
 
 # ---------------------------------------------------------------------------------------------- sampling
 
-PROMPTS = [{"id": f"q{i}", "messages": [{"role": "user", "content": t}]}
+PROMPTS = [{"id": f"q{i}", "messages": user(t)}
            for i, t in enumerate(["Name a colour.", "What is 2+2?", "Say hello.", "Count to three."])]
 
 

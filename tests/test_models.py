@@ -4,6 +4,7 @@ import time
 import pytest
 
 from flrlib import models
+from helpers import user
 
 
 def test_tiny_model_shape(tiny):
@@ -74,7 +75,7 @@ def test_bundled_model_answers_coherently(smol):
     assert getattr(smol.model, "hf_quantizer", None) is None
     assert {p.dtype for p in smol.model.parameters()} == {torch.float32}
     assert 130e6 < sum(p.numel() for p in smol.model.parameters()) < 140e6  # SmolLM2-135M
-    q = [{"role": "user", "content": "What is the capital of France?"}]
+    q = user("What is the capital of France?")
     ids = smol.tokenizer.apply_chat_template(q, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = smol.model.generate(**ids, max_new_tokens=20, do_sample=False)
     assert "Paris" in smol.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -13,10 +13,11 @@ import pytest
 
 from flrlib.reward import FLRReward
 from flrlib.scoring import ScoreConfig, Scorer
+from helpers import user
 
-PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
+PROMPTS = [user("What is the capital of France?"),
            [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}],
-           [{"role": "user", "content": "Name a colour."}]]
+           user("Name a colour.")]
 # rank 0 and rank 1 get different completions (and different numbers of them), as TRL deals them
 BATCHES = {0: [(0, "The capital of France is Paris."), (1, "4"), (2, "Blue."), (0, "")],
            1: [(2, "Red, like a fire engine."), (1, "Four, obviously."), (0, "Paris, on the Seine.")]}
@@ -158,7 +159,7 @@ def test_reward_scores_each_ranks_own_completions(tiny, small_bank, tmp_path):
 TOPICS = ["the sea", "bread", "a cat", "rain", "maths", "music", "trains", "tea", "snow", "chess", "bees", "salt"]
 SFT_ROWS = [{"id": f"t{i}", "prompt": f"Tell me about {t}.", "response": f"{t.capitalize()} is nice.",
              "followup": "Thanks, that helps!" if i % 2 else "That is not what I asked."} for i, t in enumerate(TOPICS)]
-DPO_ROWS = [{"id": f"p{i}", "prompt": [{"role": "user", "content": f"Tell me about {t}."}],
+DPO_ROWS = [{"id": f"p{i}", "prompt": user(f"Tell me about {t}."),
              "chosen": [{"role": "assistant", "content": f"{t.capitalize()} is lovely, and here is why."}],
              "rejected": [{"role": "assistant", "content": "No."}]} for i, t in enumerate(TOPICS)]
 GLOBAL_BATCH, STEPS = 4, 3  # 12 rows: one epoch

@@ -6,9 +6,10 @@ import pytest
 from flrlib import cli, rerank
 from flrlib.files import BadFile
 from flrlib.scoring import ScoreConfig, Scorer
+from helpers import user
 
 ROWS = [
-    {"id": "france", "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    {"id": "france", "messages": user("What is the capital of France?"),
      "responses": ["Paris.", "The capital of France is Paris, on the Seine.", "", "I like trains.", "Paris."]},
     {"id": "math", "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}],
      "responses": ["4", "Four, because two plus two makes four."]},
@@ -81,10 +82,10 @@ def test_flr_rerank_cli(tmp_path, tiny, small_bank, capsys):
 
 
 @pytest.mark.parametrize("row, message", [
-    ({"id": "a", "messages": [{"role": "user", "content": "q"}]}, "in.jsonl:2: field 'responses' must be"),
+    ({"id": "a", "messages": user("q")}, "in.jsonl:2: field 'responses' must be"),
     ({"id": "a", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}],
       "responses": ["x"]}, "in.jsonl:2: field 'messages' must end with the user turn"),
-    ({"id": "ok", "messages": [{"role": "user", "content": "q"}], "responses": ["x"]}, "in.jsonl:2: field 'id'"),
+    ({"id": "ok", "messages": user("q"), "responses": ["x"]}, "in.jsonl:2: field 'id'"),
     ({"messages": [{"role": "bot", "content": "q"}], "responses": ["x"]}, "in.jsonl:2: field 'messages'[0]: 'role'"),
 ])
 def test_rerank_input_errors_name_file_line_and_field(tmp_path, capsys, row, message):

@@ -6,8 +6,9 @@ import pytest
 
 from flrlib.reward import FLRReward, conversation, grpo_prompts, train_grpo
 from flrlib.scoring import ScoreConfig, Scorer
+from helpers import user
 
-PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
+PROMPTS = [user("What is the capital of France?"),
            [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]]
 ANSWERS = ["The capital of France is Paris.", "4", "Paris, of course - a lovely city on the Seine.", "Four."]
 

@@ -11,6 +11,7 @@ import pytest
 from flrlib import rewardbench as rb
 from flrlib.data import MalformedRow, load_benchmark
 from flrlib.data.rewardbench import parse_rows
+from helpers import user
 
 FIXTURE = Path(__file__).parent / "fixtures" / "rewardbench" / "filtered.jsonl"
 
@@ -41,7 +42,7 @@ def test_fixture_loads_into_pairwise_records():
     assert len(recs) == 9 and dropped == {"chosen == rejected": 1, "empty prompt or response": 1}
     r = recs[0]
     assert r["id"] == "rewardbench-0" and r["category"] == "alpacaeval-easy" and r["chosen_model"] == "fixture-author"
-    assert r["messages"] == [{"role": "user", "content": "Name a primary colour."}]
+    assert r["messages"] == user("Name a primary colour.")
     bad = _rows()[:2]
     del bad[1]["rejected_model"]
     with pytest.raises(MalformedRow, match=r"filtered.jsonl: row 2: missing field 'rejected_model'"):

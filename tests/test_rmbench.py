@@ -14,6 +14,7 @@ from flrlib.data import MalformedRow, load_benchmark
 from flrlib.data.rm_bench import file_of, parse_rows
 from flrlib.paths import mirror_dir
 from flrlib.style import markdown_counts
+from helpers import user
 
 # ------------------------------------------------------------------------------------------------------------
 # RM-Bench's compute_accuracy, copied from THU-KEG/RM-Bench @ 73c52d7 scripts/utils.py (lines 34-112; comments
@@ -97,7 +98,7 @@ def test_mirror_files_load_with_their_row_counts(domain, n, subsets):
     assert {r["subset"] for r in recs} == subsets and {r["domain"] for r in recs} == {domain}
     assert len({r["id"] for r in recs}) == n and all(r["id"].startswith(f"{domain}-") for r in recs)
     for r, row in zip(recs, raw):  # unmodified: the prompt is the one user turn, 3 + 3 responses in order
-        assert r["messages"] == [{"role": "user", "content": row["prompt"]}]
+        assert r["messages"] == user(row["prompt"])
         assert r["chosen"] == row["chosen"] and r["rejected"] == row["rejected"] and len(r["chosen"]) == 3
     # the style order [concise, detailed plain, detailed markdown]: concise is the shortest, markdown has markdown
     words = np.array([[len(t.split()) for t in r["chosen"]] for r in recs])

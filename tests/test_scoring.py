@@ -9,6 +9,7 @@ import torch
 from flrlib.chat import FEEDBACK_REQUEST, TemplateError, encode, flr_context, render
 from flrlib.scoring import (ScoreConfig, Scorer, engine_logprobs, legacy_values, naive_logprobs,
                             padded_logprobs)
+from helpers import user
 
 
 def _max_diff(a, b):
@@ -165,7 +166,7 @@ def test_unstable_template_raises(tiny):
         # no separator between role and content: BPE merges across the boundary ("assistant" + "s" -> "...ants")
         tok.chat_template = "{% for m in messages %}{{ m['role'] }}{{ m['content'] }}{% endfor %}"
         with pytest.raises(TemplateError, match="prefix-stable"):
-            encode(tok, [{"role": "user", "content": "Hi"}], "assistant", ["s are great"])
+            encode(tok, user("Hi"), "assistant", ["s are great"])
     finally:
         tok.chat_template = saved
 
@@ -397,3 +398,24 @@ def test_sliding_window_models_match_a_plain_forward(tiny, small_bank, convs, ki
     assert np.allclose([r["reward"] for r in got], [r["reward"] for r in want], atol=1e-4)
     types, window = scoring.attention_layers(model)
     assert window == 8 and "sliding_attention" in types
+
+
+def test_attention_the_engine_cannot_pack_is_refused_naming_the_model(tiny, small_bank, convs, monkeypatch):
+    """Defect (#23), the other half: layers the packed engine cannot mask (linear/recurrent attention) and layers with
+    different sliding windows are refused with the model's name and the backends that score them, not scored wrong."""
+    import transformers.cache_utils as cache_utils
+
+    from flrlib import scoring
+
+    model = _tiny_windowed("mistral", len(tiny.tokenizer), window=8)
+    model.config._name_or_path = "org/hybrid-model"
+    sc, encs = _encs(tiny, small_bank, convs)
+    model.config.layer_types = ["linear_attention", "full_attention"]
+    with pytest.raises(ValueError, match=r"org/hybrid-model has \['full_attention', 'linear_attention'\] layers.*"
+                                         r"backend='padded' or 'naive'"):
+        engine_logprobs(model, encs, sc.pad_id)
+    model.config.layer_types = None
+    monkeypatch.setattr(cache_utils, "get_layer_types_and_kwargs", lambda cfg: (
+        ["sliding_attention", "sliding_attention"], [{"sliding_window": 8}, {"sliding_window": 16}]))
+    with pytest.raises(ValueError, match=r"org/hybrid-model: sliding-window layers with different windows \[8, 16\]"):
+        scoring.attention_layers(model)

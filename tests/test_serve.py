@@ -28,6 +28,7 @@ import pytest
 from flrlib.chat import content_tokens
 from flrlib.scoring import ScoreConfig, Scorer
 from flrlib.templates import Unparseable, detect, parse
+from helpers import user
 
 # Meta-Llama-3-8B-Instruct's chat_template (tokenizer_config.json)
 LLAMA3 = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' "
@@ -219,7 +220,7 @@ def test_openrlhf_own_client_function(services, tiny, small_bank):
 
 def test_native_endpoint_rows_and_per_row_errors(services, tiny, small_bank):
     rows = [{"id": f"r{i}", "messages": c[:-1], "response": c[-1]["content"]} for i, c in enumerate(CONVS)]
-    rows.insert(2, {"id": "huge", "messages": [{"role": "user", "content": "Talk."}], "response": "word " * 5000})
+    rows.insert(2, {"id": "huge", "messages": user("Talk."), "response": "word " * 5000})
     rows.append({"id": "empty", "messages": CONVS[0][:-1], "response": "  "})
     rows.append({"id": "flr-score-schema", "messages": CONVS[3]})  # `flr score`'s {id, messages} row
     resp = _post_like_openrlhf(services["flr"].url + "/score", {"rows": rows})
@@ -256,10 +257,10 @@ def test_native_endpoint_rows_and_per_row_errors(services, tiny, small_bank):
      "query[0]: cannot read it as a chat-templated conversation: no chat template recognised"),
     ("/score", json.dumps({"rows": [{"id": "a", "messages": [{"role": "user", "content": 7}], "response": "x"}]})
      .encode(), 400, "rows[0].messages[0]: 'content' must be a string"),
-    ("/score", json.dumps({"rows": [{"id": "a", "messages": [{"role": "user", "content": "q"}], "response": 1}]})
+    ("/score", json.dumps({"rows": [{"id": "a", "messages": user("q"), "response": 1}]})
      .encode(), 400, "rows[0].response: must be a string (got int)"),
-    ("/score", json.dumps({"rows": [{"id": "a", "messages": [{"role": "user", "content": "q"}], "response": "x"},
-                                    {"id": "a", "messages": [{"role": "user", "content": "q"}], "response": "y"}]})
+    ("/score", json.dumps({"rows": [{"id": "a", "messages": user("q"), "response": "x"},
+                                    {"id": "a", "messages": user("q"), "response": "y"}]})
      .encode(), 400, "rows[1].id: 'a' is already the id of rows[0]"),
     ("/score", json.dumps({"rows": []}).encode(), 400, "body: expected {\"rows\""),
 ])

@@ -12,10 +12,11 @@ import pytest
 from flrlib import judge as J
 from flrlib.client import Client, Endpoint, EndpointError
 from flrlib.generate import GenConfig, generate
+from helpers import user
 
 pytestmark = pytest.mark.integration  # starts llama.cpp server processes
 
-PROMPTS = [{"id": f"q{i}", "messages": [{"role": "user", "content": t}]}
+PROMPTS = [{"id": f"q{i}", "messages": user(t)}
            for i, t in enumerate(["Name a colour.", "What is 2+2?", "Say hello to Ada.", "Count to three.",
                                   "Give me a fruit.", "What is the capital of Italy?"])]
 

@@ -9,6 +9,7 @@ from flrlib.data import wildbench
 from flrlib.data.fetch import DataMissing
 from flrlib.data.pairwise import MalformedRow, read_rows
 from flrlib.paths import ROOT
+from helpers import user
 
 FIXTURE = ROOT / "tests" / "fixtures" / "wildbench_v2"
 MODELS = ["gpt-4o-2024-05-13", "claude-3-haiku-20240307", "Llama-2-7b-chat-hf"]
@@ -20,7 +21,7 @@ def test_records_cover_the_tasks_every_model_answered(data_ready):
     assert total == 9 and dropped == {"empty output": 1, "task not answered by every model": 2}
     assert {r["prompt_id"] for r in records} == {"wb-0001", "wb-0002"} and len(records) == 6
     r = next(r for r in records if r["model"] == "gpt-4o-2024-05-13" and r["prompt_id"] == "wb-0002")
-    assert r["messages"] == [{"role": "user", "content": "What is 17 * 23?"}] and r["response"] == "17 * 23 = 391."
+    assert r["messages"] == user("What is 17 * 23?") and r["response"] == "17 * 23 = 391."
     assert r["category"] == "Math" and r["id"] == "wildbench_v2_system-wb-0002-gpt-4o-2024-05-13"
     elo = wildbench.arena_elo()
     assert len(elo) == 30 and all(m in elo for m in MODELS)  # the configs are named as the Arena list

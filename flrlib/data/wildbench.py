@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from ..paths import data_dir
+from ..paths import data_dir, portable
 from .fetch import DataMissing, require
 from .pairwise import MalformedRow, field, read_rows
 
@@ -100,7 +100,7 @@ def load(name: str, entry: dict, folder: str | Path | None = None) -> tuple[list
         except DataMissing as e:
             missing.append((model, str(e)))
     if not outputs:
-        raise DataMissing(f"benchmark {name!r}: no model outputs in {folder} and none from the Hub "
+        raise DataMissing(f"benchmark {name!r}: no model outputs in {portable(folder)} and none from the Hub "
                           f"({missing[0][1] if missing else 'no models listed'})")
     records, dropped, total = system_records(outputs, name)
     if missing:
