@@ -291,7 +291,9 @@ def legacy_values(model, tokenizer, context: list[dict], role: str, followups: l
             text = render(tokenizer, context + [{"role": role, "content": f}], system_prompt)
             ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=model.device)
             fids = tokenizer(f)["input_ids"]
-            logits = model(input_ids=ids, use_cache=False).logits[0, -len(fids):, :]
+            # only the last len(fids) positions' logits, of which the first is read (the authors computed all of
+            # them: the same numbers, up to float rounding, without a [tokens x vocab] matrix per follow-up)
+            logits = model(input_ids=ids, use_cache=False, logits_to_keep=len(fids)).logits[0, -len(fids):, :]
             vals.append(float(logits[0, fids].float().mean()))
     return vals
 
