@@ -22,7 +22,7 @@ Scale-out: the same code runs under ``accelerate launch`` (see ``configs/acceler
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .cache import content_key
@@ -198,16 +198,16 @@ def _policy_outputs(policy_model, adapters, prompts, gen_config, out_dir, device
         if backend == "openai":
             from .client import Endpoint, serve_adapter
 
-            served, revision = policy_model, None
+            lm = Endpoint.from_env("GEN", model=policy_model)
             if adapter is not None:
                 if not Path(adapter).is_dir():
                     raise FileNotFoundError(f"adapter {name!r}: folder {adapter} not found here; the served adapter's "
                                             "outputs are cached under its folder hash, so the folder must be readable")
                 revision = folder_hash(adapter)
-                served, warning = serve_adapter(Endpoint.from_env("GEN", model=policy_model), name, adapter, revision)
+                served, warning = serve_adapter(lm, name, adapter, revision)
                 if warning:
                     print(warning)
-            lm = Endpoint.from_env("GEN", model=served, revision=revision)
+                lm = replace(lm, model=served, revision=revision)
         else:  # with an adapter: the same policy with the LoRA matmuls folded into the base weights
             lm = load_model(policy_model, dtype=dtype, device=device, adapter=adapter, merge=True)
         rows = generate(lm, prompts, gen_config, cache=out / f"outputs_{name}.cache.jsonl", progress=progress,

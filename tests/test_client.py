@@ -209,29 +209,34 @@ def test_the_revision_is_part_of_the_cache_key(fake, tmp_path):
     assert server.hits == 3 and {b["model"] for b in server.bodies} == {"dpo"}  # the revision is never sent
 
 
-def test_served_policy_outputs_are_keyed_on_the_adapter_hash(fake, tmp_path, monkeypatch):
-    """Regression (#23): with gen_backend openai, align.policy_outputs requested an adapter by its alias and the cache
-    key was (alias, request): after retraining, outputs_dpo.cache.jsonl answered with the old adapter's outputs.
-    Here the server is started with --lora-modules dpo=... (no runtime loading): the name is used, with a warning."""
+def _served_dpo(tmp_path):
+    """A ``dpo`` adapter folder and a call of ``align.policy_outputs`` for the base and that adapter through the GEN
+    endpoint (one prompt, greedy), as notebook 06 makes it."""
     from flrlib.align import policy_outputs
     from flrlib.generate import GenConfig
 
-    server = fake(lambda body: (200, completion(f"{body['model']} says hi")), models=["base-model", "dpo"])
-    monkeypatch.setenv("FLR_GEN_BASE_URL", server.url)
     adapter = tmp_path / "dpo" / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
     prompts = [{"id": "p0", "messages": user("Hello?")}]
     cfg = GenConfig(n=1, do_sample=False, max_new_tokens=4)
-    out = policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
-                         progress=False, backend="openai")
+    return adapter, lambda: policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg,
+                                           tmp_path / "eval", progress=False, backend="openai")
+
+
+def test_served_policy_outputs_are_keyed_on_the_adapter_hash(fake, tmp_path, monkeypatch):
+    """Regression (#23): with gen_backend openai, align.policy_outputs requested an adapter by its alias and the cache
+    key was (alias, request): after retraining, outputs_dpo.cache.jsonl answered with the old adapter's outputs.
+    Here the server is started with --lora-modules dpo=... (no runtime loading): the name is used, with a warning."""
+    server = fake(lambda body: (200, completion(f"{body['model']} says hi")), models=["base-model", "dpo"])
+    monkeypatch.setenv("FLR_GEN_BASE_URL", server.url)
+    adapter, run = _served_dpo(tmp_path)
+    out = run()
     assert out == {"base": {"p0": "base-model says hi"}, "dpo": {"p0": "dpo says hi"}} and server.hits == 2
-    policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
-                   progress=False, backend="openai")
+    run()
     assert server.hits == 2  # unchanged weights: answered from the cache
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained
-    policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
-                   progress=False, backend="openai")
+    run()
     assert server.hits == 3 and server.bodies[-1]["model"] == "dpo"  # the new adapter is asked, the base is not
 
 
@@ -240,8 +245,6 @@ def test_adapters_trained_after_the_server_started_are_loaded_at_runtime_under_t
     """Notebook 06 trains DPO/KTO and then requests them: a server started before (05 used it) cannot have them
     under --lora-modules. vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING loads each at POST /v1/load_lora_adapter, under
     <name>-<hash> so that a retrained adapter is a new name (the server can never answer with the old weights)."""
-    from flrlib.align import policy_outputs
-    from flrlib.generate import GenConfig
     from flrlib.models import folder_hash
 
     loaded = []
@@ -255,22 +258,15 @@ def test_adapters_trained_after_the_server_started_are_loaded_at_runtime_under_t
     server = fake(lambda body: (200, completion(f"{body['model']} says hi")), models=["base-model"],
                   routes={"/load_lora_adapter": load})
     monkeypatch.setenv("FLR_GEN_BASE_URL", server.url)
-    adapter = tmp_path / "dpo" / "adapter"
-    adapter.mkdir(parents=True)
-    (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
-    prompts = [{"id": "p0", "messages": user("Hello?")}]
-    cfg = GenConfig(n=1, do_sample=False, max_new_tokens=4)
+    adapter, run = _served_dpo(tmp_path)
     v1 = f"dpo-{folder_hash(str(adapter))[:12]}"
-    out = policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
-                         progress=False, backend="openai")
+    out = run()
     assert out["dpo"] == {"p0": f"{v1} says hi"} and loaded == [v1]
     assert server.posts[0][1] == {"lora_name": v1, "lora_path": str(adapter.resolve())}
-    policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
-                   progress=False, backend="openai")  # "already loaded": the same weights, answered from the cache
+    run()  # "already loaded": the same weights, answered from the cache
     assert server.hits == 2 and len(server.posts) == 2
     (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained: a new name, loaded and asked
-    out = policy_outputs("base-model", {"base": None, "dpo": str(adapter)}, prompts, cfg, tmp_path / "eval",
-                         progress=False, backend="openai")
+    out = run()
     v2 = f"dpo-{folder_hash(str(adapter))[:12]}"
     assert v2 != v1 and loaded == [v1, v2] and out["dpo"] == {"p0": f"{v2} says hi"} and server.hits == 3
     assert "warning" not in capsys.readouterr().out
